@@ -1,0 +1,174 @@
+// bitnet/activation.hpp - int8 activation quantization for the ternary kernels.
+//
+// Two schemes, as the spec gives them (ternary-formats.md 1.4 and 2.3):
+//   per_token  (bitnet.cpp I8_S, what BitNet b1.58 was trained with):
+//              amax = max(1e-5, max|x|) in double, s = float(127 / amax),
+//              q = clamp(rne(x * s), -128, 127); sum_q = sum of q.
+//              Result: y = ((float)dot(c, q) - (float)sum_q) / s * s_w.
+//   per_block  (ggml Q8_K, used by the TQ1_0 / TQ2_0 dot products), per 256:
+//              vmax = first x with the largest |x|; iscale = -127 / vmax;
+//              q = min(127, rne(iscale * x)); d = 1 / iscale; all-zero block: d = 0.
+//              Result: y = sum over blocks of (float)dot_blk * (d_w * d).
+// An `activations` object holds N quantized rows, each padded with zeros to a
+// multiple of 256 (so every kernel block size reads in bounds) and 64-byte
+// aligned. Buffers only grow: re-quantizing per token allocates nothing.
+#pragma once
+
+#include <algorithm>  // std::max, std::min
+#include <cmath>      // std::nearbyint, std::fabs
+#include <cstdint>    // fixed-width integers
+#include <cstdlib>    // std::aligned_alloc, std::free
+#include <cstring>    // std::memset
+#include <memory>     // std::unique_ptr
+#include <new>        // std::bad_alloc
+#include <stdexcept>  // errors
+#include <string>     // error text
+#include <vector>     // scales and sums
+
+namespace bitnet {
+
+// A 64-byte aligned, zero-initialised, growable buffer of trivially copyable T.
+template <class T> class aligned_buffer {
+ public:
+  aligned_buffer() = default;
+  explicit aligned_buffer(std::size_t n) { resize(n); }
+  // Grows capacity if needed (contents are not preserved on growth) and zero-fills.
+  void resize(std::size_t n) {
+    if (n > cap_) {
+      const std::size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+      void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+      if (!p) throw std::bad_alloc();
+      ptr_.reset(static_cast<T*>(p));
+      cap_ = n;
+    }
+    size_ = n;
+    if (n) std::memset(static_cast<void*>(ptr_.get()), 0, n * sizeof(T));
+  }
+  T* data() noexcept { return ptr_.get(); }
+  const T* data() const noexcept { return ptr_.get(); }
+  std::size_t size() const noexcept { return size_; }
+  T& operator[](std::size_t i) noexcept { return ptr_.get()[i]; }
+  const T& operator[](std::size_t i) const noexcept { return ptr_.get()[i]; }
+
+ private:
+  struct deleter {
+    void operator()(T* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<T, deleter> ptr_;
+  std::size_t size_ = 0, cap_ = 0;
+};
+
+enum class act_quant : std::uint8_t { per_token, per_block };
+
+inline constexpr std::int64_t kActPad = 256;  // every row is padded to a multiple of this
+
+inline constexpr std::int64_t pad_to(std::int64_t k, std::int64_t m) noexcept { return (k + m - 1) / m * m; }
+
+// Round to nearest, ties to even (the default FP environment), as ggml's nearest_int.
+inline int rne(float v) noexcept { return static_cast<int>(std::nearbyint(v)); }
+
+// Quantize one row, per token. Writes q[0..K), returns the scale, sets sum.
+inline float quantize_row_i8s(const float* x, std::int64_t K, std::int8_t* q, std::int32_t& sum) noexcept {
+  double amax = 0.0;
+  for (std::int64_t k = 0; k < K; ++k) amax = std::max(amax, static_cast<double>(std::fabs(x[k])));
+  amax = std::max(amax, 1e-5);
+  const float s = static_cast<float>(127.0 / amax);
+  std::int32_t acc = 0;
+  for (std::int64_t k = 0; k < K; ++k) {
+    const int v = std::min(127, std::max(-128, rne(x[k] * s)));
+    q[k] = static_cast<std::int8_t>(v);
+    acc += v;
+  }
+  sum = acc;
+  return s;
+}
+
+// Quantize one 256-block the Q8_K way. Returns d; sets the block's sum of q.
+inline float quantize_block_q8k(const float* x, std::int8_t* q, std::int32_t& sum) noexcept {
+  float amax = 0.0f, vmax = 0.0f;
+  for (int j = 0; j < 256; ++j) {
+    const float a = std::fabs(x[j]);
+    if (a > amax) {
+      amax = a;
+      vmax = x[j];
+    }
+  }
+  sum = 0;
+  if (amax == 0.0f) {
+    std::memset(q, 0, 256);
+    return 0.0f;
+  }
+  const float iscale = -127.0f / vmax;
+  for (int j = 0; j < 256; ++j) {
+    const int v = std::min(127, rne(iscale * x[j]));
+    q[j] = static_cast<std::int8_t>(v);
+    sum += v;
+  }
+  return 1.0f / iscale;
+}
+
+// N quantized activation rows.
+class activations {
+ public:
+  // Quantize N rows of K floats (row n at x + n*ldx).
+  void quantize(const float* x, std::int64_t N, std::int64_t K, std::int64_t ldx, act_quant mode) {
+    if (N <= 0 || K <= 0) throw std::invalid_argument("activations: N and K must be positive");
+    if (mode == act_quant::per_block && K % 256 != 0)
+      throw std::invalid_argument("activations: per-block (Q8_K) quantization needs K to be a multiple of 256, got K=" +
+                                  std::to_string(K));
+    mode_ = mode;
+    N_ = N;
+    K_ = K;
+    Kp_ = pad_to(K, kActPad);
+    q_.resize(static_cast<std::size_t>(N * Kp_));
+    sums_.resize(static_cast<std::size_t>(N));
+    scales_.resize(static_cast<std::size_t>(N));
+    const std::int64_t nb = Kp_ / 256;
+    bd_.resize(static_cast<std::size_t>(N * nb));
+    bsum_.resize(static_cast<std::size_t>(N * nb));
+    for (std::int64_t n = 0; n < N; ++n) {
+      std::int8_t* qn = q_.data() + n * Kp_;
+      const float* xn = x + n * ldx;
+      if (mode == act_quant::per_token) {
+        scales_[n] = quantize_row_i8s(xn, K, qn, sums_[n]);
+        for (std::int64_t b = 0; b < nb; ++b) {
+          std::int32_t bs = 0;
+          for (int j = 0; j < 256; ++j) bs += qn[256 * b + j];
+          bsum_[n * nb + b] = bs;
+          bd_[n * nb + b] = 0.0f;
+        }
+      } else {
+        std::int32_t total = 0;
+        for (std::int64_t b = 0; b < nb; ++b) {
+          bd_[n * nb + b] = quantize_block_q8k(xn + 256 * b, qn + 256 * b, bsum_[n * nb + b]);
+          total += bsum_[n * nb + b];
+        }
+        sums_[n] = total;
+        scales_[n] = 0.0f;
+      }
+    }
+  }
+
+  act_quant mode() const noexcept { return mode_; }
+  std::int64_t rows() const noexcept { return N_; }
+  std::int64_t K() const noexcept { return K_; }
+  std::int64_t padded_K() const noexcept { return Kp_; }
+  const std::int8_t* q(std::int64_t n) const noexcept { return q_.data() + n * Kp_; }
+  std::int8_t* mutable_q(std::int64_t n) noexcept { return q_.data() + n * Kp_; }
+  float scale(std::int64_t n) const noexcept { return scales_[n]; }  // per_token s_x
+  std::int32_t sum(std::int64_t n) const noexcept { return sums_[n]; }
+  // Per 256-block: Q8_K scale d (per_block mode; 0 in per_token mode) and sum of q (both modes).
+  const float* block_d(std::int64_t n) const noexcept { return bd_.data() + n * (Kp_ / 256); }
+  const std::int32_t* block_sum(std::int64_t n) const noexcept { return bsum_.data() + n * (Kp_ / 256); }
+
+ private:
+  act_quant mode_ = act_quant::per_token;
+  std::int64_t N_ = 0, K_ = 0, Kp_ = 0;
+  aligned_buffer<std::int8_t> q_;
+  std::vector<std::int32_t> sums_;
+  std::vector<float> scales_;
+  std::vector<float> bd_;
+  std::vector<std::int32_t> bsum_;
+};
+
+}  // namespace bitnet
