@@ -38,7 +38,7 @@
 #if defined(__clang__)
 #define BITNET_TARGET_DOTPROD __attribute__((target("dotprod")))
 #else
-#define BITNET_TARGET_DOTPROD __attribute__((target("+dotprod")))
+#define BITNET_TARGET_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 #endif
 
