@@ -1,0 +1,213 @@
+// bitnet/detail/dense_avx512.hpp - AVX-512 (F, BW, DQ, VL) bodies of the dense GEMV kernels.
+//
+// Contract: as the scalar kernels in dense_ref.hpp. Rows at any address (unaligned
+// loads); K any value >= 0 for F32/F16/BF16 (masked tail loads, which never touch
+// bytes past the row), a multiple of 32 (Q8_0) or 256 (Q6_K).
+//
+// Every function carries BITNET_TARGET_AVX512BW and runs only after dispatch.
+//
+// Accumulation: F32/F16/BF16 use 4 x 16 f32 lanes (element j -> lane j % 64);
+// Q8_0 handles two blocks per 512-bit register, FMAing the int32 lane sums
+// (converted to f32) with each block's dw*dx into 2 x 16 lanes; Q6_K reduces each
+// block to one exact int32 and accumulates (dw*dx) * float(isum) into 4 scalar
+// partial sums (block b -> b % 4), like the AVX2 body.
+#pragma once
+
+#include "../arch.hpp"
+#include "../dense_ref.hpp"
+
+#if BITNET_X86
+#include <immintrin.h>  // AVX-512 intrinsics
+
+// GCC 12's AVX-512 intrinsics start from `__m512i __Y = __Y;` (an "undefined"
+// vector) and, once inlined, trip -Wmaybe-uninitialized (GCC PR105593). The
+// warning is a false positive about the header's own idiom; silence it here only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace bitnet::detail::dense {
+
+struct avx512_kernels {
+  BITNET_TARGET_AVX512BW static float h2f(const std::uint8_t* p) noexcept {
+    std::uint16_t v;
+    std::memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+  }
+
+  // 16 weights as f32, full or masked (mask selects the first n lanes).
+  struct ld_f32 {
+    static constexpr int bytes = 4;
+    BITNET_TARGET_AVX512BW static __m512 load16(const std::uint8_t* p) noexcept { return _mm512_loadu_ps(p); }
+    BITNET_TARGET_AVX512BW static __m512 load16m(const std::uint8_t* p, __mmask16 k) noexcept {
+      return _mm512_maskz_loadu_ps(k, p);
+    }
+  };
+  struct ld_f16 {
+    static constexpr int bytes = 2;
+    BITNET_TARGET_AVX512BW static __m512 load16(const std::uint8_t* p) noexcept {
+      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    BITNET_TARGET_AVX512BW static __m512 load16m(const std::uint8_t* p, __mmask16 k) noexcept {
+      return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p));
+    }
+  };
+  struct ld_bf16 {
+    static constexpr int bytes = 2;
+    BITNET_TARGET_AVX512BW static __m512 widen(__m256i h) noexcept {
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    BITNET_TARGET_AVX512BW static __m512 load16(const std::uint8_t* p) noexcept {
+      return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    BITNET_TARGET_AVX512BW static __m512 load16m(const std::uint8_t* p, __mmask16 k) noexcept {
+      return widen(_mm256_maskz_loadu_epi16(k, p));
+    }
+  };
+
+  template <class L>
+  BITNET_TARGET_AVX512BW static void gemv_float(const void* W, std::size_t row_bytes, const float* x, std::int64_t K,
+                                                float* y, std::int64_t row_begin, std::int64_t row_end) {
+    const std::int64_t K64 = K & ~std::int64_t{63};
+    for (std::int64_t m = row_begin; m < row_end; ++m) {
+      const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
+      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+      std::int64_t j = 0;
+      for (; j < K64; j += 64) {
+        const std::uint8_t* p = row + L::bytes * j;
+        a0 = _mm512_fmadd_ps(L::load16(p), _mm512_loadu_ps(x + j), a0);
+        a1 = _mm512_fmadd_ps(L::load16(p + 16 * L::bytes), _mm512_loadu_ps(x + j + 16), a1);
+        a2 = _mm512_fmadd_ps(L::load16(p + 32 * L::bytes), _mm512_loadu_ps(x + j + 32), a2);
+        a3 = _mm512_fmadd_ps(L::load16(p + 48 * L::bytes), _mm512_loadu_ps(x + j + 48), a3);
+      }
+      for (; j + 16 <= K; j += 16) a1 = _mm512_fmadd_ps(L::load16(row + L::bytes * j), _mm512_loadu_ps(x + j), a1);
+      if (j < K) {
+        const auto k = static_cast<__mmask16>((1u << (K - j)) - 1u);
+        a2 = _mm512_fmadd_ps(L::load16m(row + L::bytes * j, k), _mm512_maskz_loadu_ps(k, x + j), a2);
+      }
+      y[m] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    }
+  }
+
+  BITNET_TARGET_AVX512BW static void gemv_f32_f32(const void* W, std::size_t rb, const float* x, std::int64_t K,
+                                                  float* y, std::int64_t r0, std::int64_t r1) {
+    gemv_float<ld_f32>(W, rb, x, K, y, r0, r1);
+  }
+  BITNET_TARGET_AVX512BW static void gemv_f16_f32(const void* W, std::size_t rb, const float* x, std::int64_t K,
+                                                  float* y, std::int64_t r0, std::int64_t r1) {
+    gemv_float<ld_f16>(W, rb, x, K, y, r0, r1);
+  }
+  BITNET_TARGET_AVX512BW static void gemv_bf16_f32(const void* W, std::size_t rb, const float* x, std::int64_t K,
+                                                   float* y, std::int64_t r0, std::int64_t r1) {
+    gemv_float<ld_bf16>(W, rb, x, K, y, r0, r1);
+  }
+
+  // Blocks b and b+1 of a Q8_0 row: 16 int32 lane sums (8 per block) as f32.
+  BITNET_TARGET_AVX512BW static __m512 q8_pair(const std::uint8_t* wb, const std::uint8_t* xb) noexcept {
+    constexpr std::size_t B = sizeof(block_q8_0);
+    const __m512i w = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 2))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + B + 2)), 1);
+    const __m512i a = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + B + 2)), 1);
+    // |w| * (a with the sign of w): maddubs wants unsigned x signed.
+    const __m512i sa = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), _mm512_setzero_si512(), a);
+    const __m512i p16 = _mm512_maddubs_epi16(_mm512_abs_epi8(w), sa);
+    return _mm512_cvtepi32_ps(_mm512_madd_epi16(p16, _mm512_set1_epi16(1)));
+  }
+  BITNET_TARGET_AVX512BW static __m512 q8_pair_d(const std::uint8_t* wb, const std::uint8_t* xb) noexcept {
+    constexpr std::size_t B = sizeof(block_q8_0);
+    return _mm512_insertf32x8(_mm512_set1_ps(h2f(wb) * h2f(xb)), _mm256_set1_ps(h2f(wb + B) * h2f(xb + B)), 1);
+  }
+
+  BITNET_TARGET_AVX512BW static void gemv_q8_0_q8(const void* W, std::size_t row_bytes, const block_q8_0* x,
+                                                  std::int64_t K, float* y, std::int64_t row_begin,
+                                                  std::int64_t row_end) {
+    const std::int64_t nb = K / kQK8_0;
+    const auto* xa = reinterpret_cast<const std::uint8_t*>(x);
+    constexpr std::size_t B = sizeof(block_q8_0);
+    for (std::int64_t m = row_begin; m < row_end; ++m) {
+      const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      std::int64_t b = 0;
+      for (; b + 4 <= nb; b += 4) {
+        const std::uint8_t* w0 = row + B * b;
+        const std::uint8_t* x0 = xa + B * b;
+        acc0 = _mm512_fmadd_ps(q8_pair_d(w0, x0), q8_pair(w0, x0), acc0);
+        acc1 = _mm512_fmadd_ps(q8_pair_d(w0 + 2 * B, x0 + 2 * B), q8_pair(w0 + 2 * B, x0 + 2 * B), acc1);
+      }
+      __m256 tail = _mm256_setzero_ps();
+      for (; b < nb; ++b) {  // up to 3 single blocks, 256-bit wide
+        const std::uint8_t* w0 = row + B * b;
+        const std::uint8_t* x0 = xa + B * b;
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + 2));
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + 2));
+        const __m256i sa = _mm256_mask_sub_epi8(a, _mm256_movepi8_mask(w), _mm256_setzero_si256(), a);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), sa), _mm256_set1_epi16(1));
+        tail = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0) * h2f(x0)), _mm256_cvtepi32_ps(p), tail);
+      }
+      y[m] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_zextps256_ps512(tail)));
+    }
+  }
+
+  // Exact int32 sum_sub sc[sub] * sum (code-32)*q over one Q6_K block.
+  BITNET_TARGET_AVX512BW static std::int32_t q6k_block(const std::uint8_t* blk, const block_q8_k& xb) noexcept {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    // per-256-bit-half shift counts: codes 0/1 take qh bits 0-1 / 2-3, codes 2/3 bits 4-5 / 6-7
+    const __m512i sl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i sr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + offsetof(block_q6_k, scales)));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums)));
+    const __m512i scz = _mm512_castsi256_si512(sc16);
+    // word j of the index vector selects scale (base + j/8): one scale per 128-bit lane
+    const __m512i lane_of = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
+                                             0, 0, 0, 0, 0, 0);
+    __m512i acc = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(blk + 64 * h);  // [ql[0..31] | ql[32..63]]
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h)));
+      // (a & b) | c == ternlog 0xEA
+      const __m512i q01 = _mm512_ternarylogic_epi32(ql, m4, _mm512_and_si512(_mm512_sllv_epi16(qh, sl01), m30), 0xEA);
+      const __m512i q23 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), m4,
+                                                    _mm512_and_si512(_mm512_srlv_epi16(qh, sr23), m30), 0xEA);
+      const std::int8_t* a = xb.qs + 128 * h;
+      const __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512(a));
+      const __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512(a + 64));
+      const __m512i s01 = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_of, _mm512_set1_epi16(static_cast<short>(8 * h))), scz);
+      const __m512i s23 =
+          _mm512_permutexvar_epi16(_mm512_add_epi16(lane_of, _mm512_set1_epi16(static_cast<short>(8 * h + 4))), scz);
+      acc = _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_madd_epi16(p01, s01), _mm512_madd_epi16(p23, s23)));
+    }
+    // subtract 32 * sum_sub sc*bsum (the code offset), zero-extended into the upper lanes
+    return _mm512_reduce_add_epi32(_mm512_sub_epi32(acc, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5))));
+  }
+
+  BITNET_TARGET_AVX512BW static void gemv_q6k_q8k(const void* W, std::size_t row_bytes, const block_q8_k* x,
+                                                  std::int64_t K, float* y, std::int64_t row_begin,
+                                                  std::int64_t row_end) {
+    const std::int64_t nb = K / kQK_K;
+    constexpr std::size_t B = sizeof(block_q6_k);
+    for (std::int64_t m = row_begin; m < row_end; ++m) {
+      const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
+      float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (std::int64_t b = 0; b < nb; ++b) {
+        const std::uint8_t* blk = row + B * b;
+        const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
+        s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
+      }
+      y[m] = (s[0] + s[1]) + (s[2] + s[3]);
+    }
+  }
+};
+
+}  // namespace bitnet::detail::dense
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#endif  // BITNET_X86
