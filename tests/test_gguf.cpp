@@ -423,6 +423,10 @@ TEST_F(GgufAccessors, ValueSummaryAbbreviatesArrays) {
   EXPECT_EQ(f.value_summary("flag"), "true");
   EXPECT_EQ(f.value_summary("arr.i32"), "[i32 x 2] 1, -2");
   EXPECT_EQ(f.value_summary("arr.i32", 1), "[i32 x 2] 1, ...");
+  gguf::writer w;
+  w.set_string("s", "a\xff\"\n\xc4\xa0\xe2\x96");  // invalid byte, quote, newline, valid U+0120, cut sequence
+  const auto g = gguf::file::from_memory(w.to_bytes(), "esc.gguf");
+  EXPECT_EQ(g.value_summary("s"), "\"a\\xff\\\"\\n\xc4\xa0\\xe2\\x96\"");
 }
 
 // ---- type-id conventions (gguf.md 7.1) ----

@@ -179,13 +179,36 @@ inline std::string gguf_printable(std::string_view s, std::size_t max_len = 96) 
   return out;
 }
 
-// Quoted string for display: escapes quotes, backslashes and control bytes; other bytes verbatim.
+// Length of the valid UTF-8 sequence at s[i] (1..4), or 0 if the bytes there are not one.
+inline std::size_t gguf_utf8_len(std::string_view s, std::size_t i) noexcept {
+  const auto c = static_cast<unsigned char>(s[i]);
+  std::size_t len = 0;
+  std::uint32_t cp = 0;
+  if (c < 0x80) return 1;
+  if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1Fu; }
+  else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0Fu; }
+  else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07u; }
+  else return 0;
+  if (len > s.size() - i) return 0;
+  for (std::size_t k = 1; k < len; ++k) {
+    const auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (cc & 0x3Fu);
+  }
+  static constexpr std::uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return len;
+}
+
+// Quoted string for display: escapes quotes, backslashes, control bytes and bytes that are
+// not valid UTF-8 (as \xNN); valid UTF-8 is kept. Cut after max_len bytes.
 inline std::string gguf_quoted(std::string_view s, std::size_t max_len = 200) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "\"";
   const std::size_t n = std::min(s.size(), max_len);
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = 0; i < n;) {
     const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t len = gguf_utf8_len(s.substr(0, n), i);
     if (c == '"' || c == '\\') {
       out.push_back('\\');
       out.push_back(static_cast<char>(c));
@@ -193,13 +216,16 @@ inline std::string gguf_quoted(std::string_view s, std::size_t max_len = 200) {
       out += "\\n";
     } else if (c == '\t') {
       out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
+    } else if (c < 0x20 || c == 0x7f || len == 0) {
       out += "\\x";
       out.push_back(kHex[c >> 4]);
       out.push_back(kHex[c & 15]);
     } else {
-      out.push_back(static_cast<char>(c));
+      out.append(s.substr(i, len));
+      i += len;
+      continue;
     }
+    ++i;
   }
   out.push_back('"');
   if (s.size() > max_len) out += "...(" + std::to_string(s.size()) + " bytes)";
