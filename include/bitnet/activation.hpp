@@ -44,6 +44,11 @@ template <class T> class aligned_buffer {
     size_ = n;
     if (n) std::memset(static_cast<void*>(ptr_.get()), 0, n * sizeof(T));
   }
+  aligned_buffer clone() const {
+    aligned_buffer b(size_);
+    if (size_) std::memcpy(static_cast<void*>(b.data()), static_cast<const void*>(data()), size_ * sizeof(T));
+    return b;
+  }
   T* data() noexcept { return ptr_.get(); }
   const T* data() const noexcept { return ptr_.get(); }
   std::size_t size() const noexcept { return size_; }

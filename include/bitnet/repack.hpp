@@ -38,6 +38,19 @@ class ternary_matrix {
   bool per_block_scales() const noexcept { return !block_scales.empty(); }
   std::size_t packed_bytes() const noexcept { return codes_.size(); }
 
+  // Deep copy (the code buffer is move-only on purpose: copies of weights are explicit).
+  ternary_matrix clone() const {
+    ternary_matrix t;
+    t.K = K;
+    t.M = M;
+    t.Kp = Kp;
+    t.block = block;
+    t.scale = scale;
+    t.block_scales = block_scales;
+    t.codes_ = codes_.clone();
+    return t;
+  }
+
   // Allocates the code buffer with every weight 0 (code 1 = 0b01 in each pair).
   void allocate(std::int64_t K_, std::int64_t M_, int block_) {
     if (block_ != 128 && block_ != 256)

