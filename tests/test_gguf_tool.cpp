@@ -11,8 +11,6 @@
 #include <cstdio>      // popen
 #include <filesystem>  // tool and data existence
 #include <fstream>     // reading captured stderr
-#include <map>         // JSON objects
-#include <memory>      // JSON tree
 #include <sstream>     // slurping
 #include <stdexcept>   // JSON syntax errors
 #include <string>      // output text
@@ -62,16 +60,17 @@ struct json {
   std::string raw_number;  // exact text, for integers beyond double precision
   std::string str;
   std::vector<json> arr;
-  std::vector<std::pair<std::string, json>> obj;
+  std::vector<std::string> keys;  // object members: keys[i] -> vals[i] (a vector of pairs would
+  std::vector<json> vals;         // need json complete here; a vector of json does not)
   const json& operator[](const std::string& k) const {
-    for (const auto& [key, v] : obj)
-      if (key == k) return v;
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == k) return vals[i];
     throw std::runtime_error("json: no key " + k);
   }
   const json& operator[](std::size_t i) const { return arr.at(i); }
   bool has(const std::string& k) const {
-    for (const auto& kv : obj)
-      if (kv.first == k) return true;
+    for (const auto& key : keys)
+      if (key == k) return true;
     return false;
   }
 };
@@ -113,9 +112,9 @@ class json_parser {
       if (eat('}')) return v;
       do {
         ws();
-        std::string k = string();
+        v.keys.push_back(string());
         expect(':');
-        v.obj.emplace_back(std::move(k), value());
+        v.vals.push_back(value());
       } while (eat(','));
       expect('}');
     } else if (c == '[') {
