@@ -812,8 +812,9 @@ class tokenizer {
 // and keeps an unfinished multibyte sequence until the bytes that complete it arrive.
 // Ill-formed bytes become U+FFFD, so the output is always valid UTF-8. flush() returns
 // what is left (an unfinished sequence as U+FFFD). For SentencePiece with add_space_prefix,
-// the leading space of the first text after a pushed BOS is dropped (as decode() does); push
-// the BOS too if the text starts the sequence. The tokenizer must outlive the decoder.
+// when the first id pushed is BOS, the leading space of the first text after it is dropped, so
+// pushing a whole sequence gives decode(ids); a stream that does not start with BOS (generated
+// text continuing a printed prompt) keeps its spaces. The tokenizer must outlive the decoder.
 class stream_decoder {
  public:
   explicit stream_decoder(const tokenizer& t) : tok_(&t) {}
@@ -824,7 +825,10 @@ class stream_decoder {
       if (piece.front() == ' ') piece.erase(0, 1);
       strip_ = false;
     }
-    if (id == tok_->bos() && tok_->is_spm() && tok_->data().add_space_prefix) strip_ = true;
+    if (!started_) {
+      started_ = true;
+      strip_ = id == tok_->bos() && tok_->is_spm() && tok_->data().add_space_prefix;
+    }
     pending_ += piece;
     return drain(false);
   }
@@ -852,6 +856,7 @@ class stream_decoder {
 
   const tokenizer* tok_;
   std::string pending_;
+  bool started_ = false;
   bool strip_ = false;
 };
 
