@@ -83,9 +83,13 @@ std::vector<std::vector<std::int32_t>> read_expected(const std::string& path) {
 }
 
 std::string show(const std::vector<std::int32_t>& ids) {
-  std::string s;
-  for (const std::int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
-  return "[" + s + "]";
+  std::string s = "[";
+  for (const std::int32_t id : ids) {
+    if (s.size() > 1) s += ' ';
+    s += std::to_string(id);
+  }
+  s += ']';
+  return s;
 }
 
 std::string escaped(const std::string& s) {
@@ -158,7 +162,10 @@ vocab_data vocab_from_tokenizer_json(const std::string& path) {
     if (m.is_string()) {
       v.merges.push_back(m.get<std::string>());
     } else {
-      v.merges.push_back(m.at(0).get<std::string>() + " " + m.at(1).get<std::string>());
+      std::string pair = m.at(0).get<std::string>();
+      pair += ' ';
+      pair += m.at(1).get<std::string>();
+      v.merges.push_back(std::move(pair));
     }
   }
   v.bos = 128000;
@@ -542,7 +549,9 @@ TEST(TokenizerSpeed, EncodesKilobytesQuickly) {
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(l->tok->decode(ids), text);
     EXPECT_LT(sec, 1.0) << text.size() << " bytes took " << sec << " s";  // generous: sanitizer builds too
-    RecordProperty("encode_ms_" + std::to_string(ran), std::to_string(sec * 1e3));
+    std::string key = "encode_ms_";
+    key += std::to_string(ran);
+    RecordProperty(key, std::to_string(sec * 1e3));
     ++ran;
   }
   if (ran == 0) GTEST_SKIP() << spm().why_missing;

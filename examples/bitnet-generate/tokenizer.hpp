@@ -74,6 +74,15 @@ struct vocab_data {
 
 namespace detail {
 
+// Concatenates message parts with +=, never operator+ (whose rvalue overloads make GCC 12 -O3
+// report false -Wrestrict / -Wstringop-overflow warnings in the code that includes us).
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+  std::string s;
+  ((s += parts), ...);
+  return s;
+}
+
 // ---------------------------------------------------------------- UTF-8
 
 enum class utf8_status { ok, incomplete, invalid };
@@ -210,8 +219,8 @@ struct pre_info {
 inline pre_info resolve_pre(std::string_view pre) {
   if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2") return {pre_kind::gpt2, false};
   if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "falcon3") return {pre_kind::llama3, true};
-  throw std::runtime_error("tokenizer: unsupported pre-tokenizer '" + std::string(pre) +
-                           "' (tokenizer.ggml.pre); supported: gpt2, gpt-2, default, llama-bpe, llama3, llama-v3, falcon3");
+  throw std::runtime_error(cat("tokenizer: unsupported pre-tokenizer '", pre,
+                               "' (tokenizer.ggml.pre); supported: gpt2, gpt-2, default, llama-bpe, llama3, llama-v3, falcon3"));
 }
 
 // One pre-tokenizer match starting at code point i of cp[0..n); returns its end (> i).
@@ -365,21 +374,21 @@ class tokenizer {
       spm_ = false;
       pre_ = detail::resolve_pre(d_.pre);
     } else {
-      throw std::runtime_error("tokenizer: unsupported tokenizer model '" + d_.model +
-                               "' (tokenizer.ggml.model); supported: llama (SentencePiece), gpt2 (byte-level BPE)");
+      throw std::runtime_error(detail::cat("tokenizer: unsupported tokenizer model '", d_.model,
+                                           "' (tokenizer.ggml.model); supported: llama (SentencePiece), gpt2 (byte-level BPE)"));
     }
     if (n == 0) throw std::runtime_error("tokenizer: the vocabulary has no tokens");
     if (n > 0x7FFFFFFF / 2) throw std::runtime_error("tokenizer: the vocabulary is too large");
     if (d_.scores.empty()) d_.scores.assign(n, 0.0f);
     if (d_.types.empty()) d_.types.assign(n, token_type::normal);
     if (d_.scores.size() != n)
-      throw std::runtime_error("tokenizer: " + std::to_string(d_.scores.size()) + " scores for " + std::to_string(n) + " tokens");
+      throw std::runtime_error(detail::cat("tokenizer: ", std::to_string(d_.scores.size()), " scores for ", std::to_string(n), " tokens"));
     if (d_.types.size() != n)
-      throw std::runtime_error("tokenizer: " + std::to_string(d_.types.size()) + " token types for " + std::to_string(n) + " tokens");
+      throw std::runtime_error(detail::cat("tokenizer: ", std::to_string(d_.types.size()), " token types for ", std::to_string(n), " tokens"));
     const auto check_id = [&](std::int32_t id, const char* what) {
       if (id < -1 || id >= static_cast<std::int32_t>(n))
-        throw std::runtime_error(std::string("tokenizer: ") + what + " token id " + std::to_string(id) +
-                                 " is outside the vocabulary of " + std::to_string(n) + " tokens");
+        throw std::runtime_error(detail::cat("tokenizer: ", what, " token id ", std::to_string(id),
+                                             " is outside the vocabulary of ", std::to_string(n), " tokens"));
     };
     check_id(d_.bos, "BOS");
     check_id(d_.eos, "EOS");
@@ -414,8 +423,8 @@ class tokenizer {
   // tokens written in the text (e.g. "<|eot_id|>") become their ids.
   std::vector<std::int32_t> encode(std::string_view text, bool add_special, bool parse_special) const {
     if (const std::size_t bad = detail::utf8_first_invalid(text); bad != std::string_view::npos) {
-      throw std::runtime_error("tokenizer: invalid UTF-8 in input at byte offset " + std::to_string(bad) + " (byte " +
-                               detail::hex_byte(static_cast<unsigned char>(text[bad])) + ")");
+      throw std::runtime_error(detail::cat("tokenizer: invalid UTF-8 in input at byte offset ", std::to_string(bad), " (byte ",
+                                           detail::hex_byte(static_cast<unsigned char>(text[bad])), ")"));
     }
     std::vector<std::int32_t> out;
     out.reserve(text.size() / 3 + 4);
@@ -453,8 +462,8 @@ class tokenizer {
   // and undefined tokens give "". Throws std::runtime_error for an id outside the vocabulary.
   std::string decode_token(std::int32_t id) const {
     if (id < 0 || static_cast<std::size_t>(id) >= d_.tokens.size())
-      throw std::runtime_error("tokenizer: token id " + std::to_string(id) + " is outside the vocabulary of " +
-                               std::to_string(d_.tokens.size()) + " tokens");
+      throw std::runtime_error(detail::cat("tokenizer: token id ", std::to_string(id), " is outside the vocabulary of ",
+                                           std::to_string(d_.tokens.size()), " tokens"));
     const std::string& text = d_.tokens[static_cast<std::size_t>(id)];
     switch (d_.types[static_cast<std::size_t>(id)]) {
       case token_type::user_defined:
@@ -544,7 +553,7 @@ class tokenizer {
       const std::string& m = d_.merges[r];
       const std::size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
       if (sp == std::string::npos)
-        throw std::runtime_error("tokenizer: merge #" + std::to_string(r) + " ('" + m + "') is not of the form 'left right'");
+        throw std::runtime_error(detail::cat("tokenizer: merge #", std::to_string(r), " ('", m, "') is not of the form 'left right'"));
       const std::string_view left = std::string_view(m).substr(0, sp), right = std::string_view(m).substr(sp + 1);
       const std::int32_t a = sym_id(left), b = sym_id(right);
       joined.assign(left);
@@ -669,8 +678,8 @@ class tokenizer {
     const std::int32_t id = byte_tok_[b];
     if (id >= 0) return id;
     if (d_.unk >= 0) return d_.unk;
-    throw std::runtime_error("tokenizer: cannot encode byte " + detail::hex_byte(b) +
-                             ": the vocabulary has no byte token for it and no unknown token");
+    throw std::runtime_error(detail::cat("tokenizer: cannot encode byte ", detail::hex_byte(b),
+                                         ": the vocabulary has no byte token for it and no unknown token"));
   }
 
   static int parse_byte_token(const std::string& t) {  // "<0xAB>" -> 0xAB, else -1
@@ -768,8 +777,8 @@ class tokenizer {
         } else if (d_.unk >= 0) {
           out.push_back(d_.unk);
         } else {
-          throw std::runtime_error("tokenizer: cannot encode byte " + detail::hex_byte(static_cast<unsigned char>(piece[k])) +
-                                   ": the vocabulary has no token for it and no unknown token");
+          throw std::runtime_error(detail::cat("tokenizer: cannot encode byte ", detail::hex_byte(static_cast<unsigned char>(piece[k])),
+                                               ": the vocabulary has no token for it and no unknown token"));
         }
       }
     }
@@ -871,7 +880,7 @@ class stream_decoder {
 // where llama.cpp would fall back to its `default` regexes.
 inline vocab_data vocab_from_gguf(const bitnet::gguf::file& f) {
   const auto need = [&](const char* key) {
-    if (!f.has(key)) throw std::runtime_error(std::string("tokenizer: the GGUF file has no ") + key);
+    if (!f.has(key)) throw std::runtime_error(detail::cat("tokenizer: the GGUF file has no ", key));
   };
   vocab_data v;
   need("tokenizer.ggml.model");
