@@ -33,12 +33,20 @@
 #define BITNET_TARGET_AVX512BW __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
 #define BITNET_TARGET_AVX512VNNI \
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+// The same targets plus always_inline, for lambdas inside those bodies.
+#define BITNET_INLINE_AVX2 __attribute__((always_inline, target("avx2,fma,f16c")))
+#define BITNET_INLINE_AVX512BW \
+  __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
+#define BITNET_INLINE_AVX512VNNI \
+  __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #endif
 #if BITNET_ARM64
 #if defined(__clang__)
 #define BITNET_TARGET_DOTPROD __attribute__((target("dotprod")))
+#define BITNET_INLINE_DOTPROD __attribute__((always_inline, target("dotprod")))
 #else
 #define BITNET_TARGET_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#define BITNET_INLINE_DOTPROD __attribute__((always_inline, target("arch=armv8.2-a+dotprod")))
 #endif
 #endif
 

@@ -50,7 +50,7 @@ using gemm_grid = type_list<
 
 // Default variant per arch (what selection picks without a name override).
 inline std::string_view default_gemv_name(std::string_view arch_name) noexcept {
-  if (arch_name == arch::avx2::name) return "gemv_t2_q8/avx2/b128/r4/u2";
+  if (arch_name == arch::avx2::name) return "gemv_t2_q8/avx2/b128/r4/u1";
   if (arch_name == arch::avx512bw::name) return "gemv_t2_q8/avx512bw/b256/r4/u1";
   if (arch_name == arch::avx512vnni::name) return "gemv_t2_q8/avx512vnni/b256/r4/u1";
   if (arch_name == arch::neon64::name) return "gemv_t2_q8/neon64/b128/r4/u1";
@@ -58,7 +58,7 @@ inline std::string_view default_gemv_name(std::string_view arch_name) noexcept {
   return "gemv_t2_q8/scalar/b128/r4/u1";
 }
 inline std::string_view default_gemm_name(std::string_view arch_name) noexcept {
-  if (arch_name == arch::avx2::name) return "gemm_t2_q8/avx2/b128/r2/t4";
+  if (arch_name == arch::avx2::name) return "gemm_t2_q8/avx2/b128/r1/t4";
   if (arch_name == arch::avx512bw::name) return "gemm_t2_q8/avx512bw/b256/r4/t4";
   if (arch_name == arch::avx512vnni::name) return "gemm_t2_q8/avx512vnni/b256/r4/t4";
   if (arch_name == arch::neon64::name) return "gemm_t2_q8/neon64/b128/r4/t4";

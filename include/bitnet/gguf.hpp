@@ -594,8 +594,10 @@ class file {
     }
 
     // ---- metadata ----
-    kvs_.reserve(static_cast<std::size_t>(n_kv));
-    kv_index_.reserve(static_cast<std::size_t>(n_kv));
+    // Counts are only bounded by the file size here; reserve a capped amount and let the
+    // records actually parsed grow the tables (memory follows real bytes, not claims).
+    kvs_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_kv, kReserveCap)));
+    kv_index_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_kv, kReserveCap)));
     for (std::uint64_t i = 0; i < n_kv; ++i) {
       kv_info kv;
       kv.offset = c.pos;
@@ -664,10 +666,8 @@ class file {
     }
 
     // ---- tensor infos ----
-    tensors_.reserve(static_cast<std::size_t>(n_tensors));
-    tensor_index_.reserve(static_cast<std::size_t>(n_tensors));
-    std::vector<std::string_view> names;  // into the mapping, for the index
-    names.reserve(static_cast<std::size_t>(n_tensors));
+    tensors_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_tensors, kReserveCap)));
+    tensor_index_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_tensors, kReserveCap)));
     for (std::uint64_t i = 0; i < n_tensors; ++i) {
       tensor_info t;
       t.info_offset = c.pos;
@@ -694,7 +694,6 @@ class file {
       t.raw_type_id = c.u32("type id");
       t.offset = c.u64("data offset");
       t.name.assign(name);
-      names.push_back(name);
       tensors_.push_back(std::move(t));
     }
     c.context.clear();
@@ -812,9 +811,14 @@ class file {
   }
   static std::string shape_text(const tensor_info& t) {
     std::string s = "[";
-    for (std::uint32_t d = 0; d < std::max<std::uint32_t>(t.n_dims, 1); ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+    for (std::uint32_t d = 0; d < std::max<std::uint32_t>(t.n_dims, 1); ++d) {
+      if (d) s += ", ";
+      s += std::to_string(t.ne[d]);
+    }
     return s + "]";
   }
+
+  static constexpr std::uint64_t kReserveCap = 4096;
 
   std::unique_ptr<detail::gguf_bytes> bytes_;
   std::string path_;
@@ -838,6 +842,20 @@ struct shape {
   std::uint32_t n_dims = 0;
   shape() = default;
   shape(std::initializer_list<std::uint64_t> dims) { assign(dims.begin(), dims.size()); }
+  template <class I>
+    requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, std::uint64_t>)
+  shape(std::initializer_list<I> dims) {  // {n, m} with int / int64_t / size_t values
+    if (dims.size() > kMaxDims)
+      throw error("gguf writer", std::nullopt, "a shape has at most 4 dimensions, got " + std::to_string(dims.size()));
+    std::size_t i = 0;
+    for (I d : dims) {
+      if constexpr (std::is_signed_v<I>) {
+        if (d < 0) throw error("gguf writer", std::nullopt, "negative dimension " + std::to_string(d) + " in a shape");
+      }
+      ne[i++] = static_cast<std::uint64_t>(d);
+    }
+    n_dims = static_cast<std::uint32_t>(dims.size());
+  }
   shape(std::span<const std::uint64_t> dims) { assign(dims.data(), dims.size()); }
   shape(const std::vector<std::uint64_t>& dims) { assign(dims.data(), dims.size()); }
   template <std::size_t N>
@@ -1027,6 +1045,7 @@ class writer {
       if (n != 0 && std::fwrite(p, 1, n, f) != n) {
         const int e = errno;
         std::fclose(f);
+        std::remove(path.c_str());  // no partial file left behind
         throw error(path, pos, std::string("write failed: ") + std::strerror(e));
       }
       pos += n;
@@ -1042,7 +1061,11 @@ class writer {
         gap -= k;
       }
     }
-    if (std::fclose(f) != 0) throw error(path, std::nullopt, std::string("close failed: ") + std::strerror(errno));
+    if (std::fclose(f) != 0) {
+      const int e = errno;
+      std::remove(path.c_str());
+      throw error(path, std::nullopt, std::string("close failed: ") + std::strerror(e));
+    }
   }
 
  private:
@@ -1141,7 +1164,7 @@ class writer {
       align = a;
     }
     std::vector<std::uint8_t> out;
-    out.insert(out.end(), {'G', 'G', 'U', 'F'});
+    detail::gguf_store_le(out, 0x46554747u, 4);  // "GGUF" (push_back: vector::insert trips GCC 12 -Wstringop-overflow)
     detail::gguf_store_le(out, 3, 4);
     detail::gguf_store_le(out, tensors_.size(), 8);
     detail::gguf_store_le(out, kvs_.size(), 8);

@@ -132,6 +132,9 @@ struct avx2_kernels {
       for (; b + 2 <= nb; b += 2) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
+#ifdef BITNET_DENSE_PF
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + BITNET_DENSE_PF), _MM_HINT_T0);
+#endif
         const __m256 d0 = _mm256_set1_ps(h2f(w0) * h2f(x0));
         const __m256 d1 = _mm256_set1_ps(h2f(w0 + B) * h2f(x0 + B));
         acc0 = _mm256_fmadd_ps(d0, q8_block(w0, x0), acc0);
@@ -200,6 +203,9 @@ struct avx2_kernels {
       float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       for (std::int64_t b = 0; b < nb; ++b) {
         const std::uint8_t* blk = row + B * b;
+#ifdef BITNET_DENSE_PF
+        for (int pf = 0; pf < 256; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + BITNET_DENSE_PF + pf), _MM_HINT_T0);
+#endif
         const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
         s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
       }

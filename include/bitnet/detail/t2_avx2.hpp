@@ -20,6 +20,8 @@
 
 namespace bitnet::detail {
 
+BITNET_DEFINE_STATIC_FOR(static_for_avx2, BITNET_TARGET_AVX2)
+
 template <class Arch> struct t2_impl;
 
 template <> struct t2_impl<arch::avx2> {
@@ -52,28 +54,28 @@ template <> struct t2_impl<arch::avx2> {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc32[Rows];
     __m256i acc16[Rows];
-    static_for<Rows>([&](auto r) BITNET_TARGET_AVX2 { acc32[r] = _mm256_setzero_si256(); });
+    static_for_avx2<Rows>([&](auto r) BITNET_INLINE_AVX2 { acc32[r] = _mm256_setzero_si256(); });
 
     std::int64_t c = 0;
     while (c < nchunks) {
       const std::int64_t cend = std::min(nchunks, c + kWiden);
-      static_for<Rows>([&](auto r) BITNET_TARGET_AVX2 { acc16[r] = _mm256_setzero_si256(); });
-      auto step = [&](std::int64_t cc) BITNET_TARGET_AVX2 {
-        static_for<H>([&](auto h) BITNET_TARGET_AVX2 {
+      static_for_avx2<Rows>([&](auto r) BITNET_INLINE_AVX2 { acc16[r] = _mm256_setzero_si256(); });
+      auto step = [&](std::int64_t cc) BITNET_INLINE_AVX2 {
+        static_for_avx2<H>([&](auto h) BITNET_INLINE_AVX2 {
           const std::int8_t* qa = q + cc * Block + 32 * h;
           const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa));
           const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + CB));
           const __m256i a2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 2 * CB));
           const __m256i a3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 3 * CB));
-          static_for<Rows>([&](auto r) BITNET_TARGET_AVX2 {
+          static_for_avx2<Rows>([&](auto r) BITNET_INLINE_AVX2 {
             const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + cc * CB + 32 * h));
             acc16[r] = _mm256_add_epi16(acc16[r], planes(w, a0, a1, a2, a3));
           });
         });
       };
-      for (; c + Unroll <= cend; c += Unroll) static_for<Unroll>([&](auto u) BITNET_TARGET_AVX2 { step(c + u); });
+      for (; c + Unroll <= cend; c += Unroll) static_for_avx2<Unroll>([&](auto u) BITNET_INLINE_AVX2 { step(c + u); });
       for (; c < cend; ++c) step(c);
-      static_for<Rows>([&](auto r) BITNET_TARGET_AVX2 {
+      static_for_avx2<Rows>([&](auto r) BITNET_INLINE_AVX2 {
         acc32[r] = _mm256_add_epi32(acc32[r], _mm256_madd_epi16(acc16[r], ones));
       });
     }
@@ -99,21 +101,21 @@ template <> struct t2_impl<arch::avx2> {
     const __m256i m3 = _mm256_set1_epi8(3);
     __m256i acc32[Rows * Tokens];
     __m256i acc16[Rows * Tokens];
-    static_for<Rows * Tokens>([&](auto i) BITNET_TARGET_AVX2 { acc32[i] = _mm256_setzero_si256(); });
+    static_for_avx2<Rows * Tokens>([&](auto i) BITNET_INLINE_AVX2 { acc32[i] = _mm256_setzero_si256(); });
     std::int64_t c = 0;
     while (c < nchunks) {
       const std::int64_t cend = std::min(nchunks, c + kWiden);
-      static_for<Rows * Tokens>([&](auto i) BITNET_TARGET_AVX2 { acc16[i] = _mm256_setzero_si256(); });
+      static_for_avx2<Rows * Tokens>([&](auto i) BITNET_INLINE_AVX2 { acc16[i] = _mm256_setzero_si256(); });
       for (; c < cend; ++c) {
-        static_for<H>([&](auto h) BITNET_TARGET_AVX2 {
-          static_for<Rows>([&](auto r) BITNET_TARGET_AVX2 {
+        static_for_avx2<H>([&](auto h) BITNET_INLINE_AVX2 {
+          static_for_avx2<Rows>([&](auto r) BITNET_INLINE_AVX2 {
             // Unpack this row's codes once; reuse them for every token of the tile.
             const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + c * CB + 32 * h));
             const __m256i c0 = _mm256_and_si256(w, m3);
             const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 2), m3);
             const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(w, 4), m3);
             const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(w, 6), m3);
-            static_for<Tokens>([&](auto t) BITNET_TARGET_AVX2 {
+            static_for_avx2<Tokens>([&](auto t) BITNET_INLINE_AVX2 {
               const std::int8_t* qa = qs[t] + c * Block + 32 * h;
               const __m256i p0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa)));
               const __m256i p1 =
@@ -128,7 +130,7 @@ template <> struct t2_impl<arch::avx2> {
           });
         });
       }
-      static_for<Rows * Tokens>([&](auto i) BITNET_TARGET_AVX2 {
+      static_for_avx2<Rows * Tokens>([&](auto i) BITNET_INLINE_AVX2 {
         acc32[i] = _mm256_add_epi32(acc32[i], _mm256_madd_epi16(acc16[i], ones));
       });
     }

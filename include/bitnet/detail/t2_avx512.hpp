@@ -18,6 +18,9 @@
 
 namespace bitnet::detail {
 
+BITNET_DEFINE_STATIC_FOR(static_for_avx512bw, BITNET_TARGET_AVX512BW)
+BITNET_DEFINE_STATIC_FOR(static_for_avx512vnni, BITNET_TARGET_AVX512VNNI)
+
 template <class Arch> struct t2_impl;
 
 template <bool Vnni> struct t2_avx512_common {
@@ -48,16 +51,16 @@ template <bool Vnni> struct t2_avx512_common {
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i ones = _mm512_set1_epi16(1);
     __m512i acc32[Rows], acc16[Rows];
-    static_for<Rows>([&](auto r) BITNET_TARGET_AVX512BW { acc32[r] = _mm512_setzero_si512(); });
+    static_for_avx512bw<Rows>([&](auto r) BITNET_INLINE_AVX512BW { acc32[r] = _mm512_setzero_si512(); });
     std::int64_t c = 0;
     while (c < nchunks) {
       const std::int64_t cend = std::min(nchunks, c + kWiden);
-      static_for<Rows>([&](auto r) BITNET_TARGET_AVX512BW { acc16[r] = _mm512_setzero_si512(); });
+      static_for_avx512bw<Rows>([&](auto r) BITNET_INLINE_AVX512BW { acc16[r] = _mm512_setzero_si512(); });
       for (; c < cend; ++c) {
         const std::int8_t* qa = q + c * 256;
         const __m512i a0 = _mm512_loadu_si512(qa), a1 = _mm512_loadu_si512(qa + 64);
         const __m512i a2 = _mm512_loadu_si512(qa + 128), a3 = _mm512_loadu_si512(qa + 192);
-        static_for<Rows>([&](auto r) BITNET_TARGET_AVX512BW {
+        static_for_avx512bw<Rows>([&](auto r) BITNET_INLINE_AVX512BW {
           const __m512i w = _mm512_loadu_si512(rows[r] + c * 64);
           const __m512i c0 = _mm512_and_si512(w, m3);
           const __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(w, 2), m3);
@@ -68,7 +71,7 @@ template <bool Vnni> struct t2_avx512_common {
           acc16[r] = _mm512_add_epi16(acc16[r], s);
         });
       }
-      static_for<Rows>([&](auto r) BITNET_TARGET_AVX512BW {
+      static_for_avx512bw<Rows>([&](auto r) BITNET_INLINE_AVX512BW {
         acc32[r] = _mm512_add_epi32(acc32[r], _mm512_madd_epi16(acc16[r], ones));
       });
     }
@@ -81,12 +84,12 @@ template <bool Vnni> struct t2_avx512_common {
     static_assert(Block == 256, "AVX-512 t2 kernels use 256-weight blocks");
     const __m512i m3 = _mm512_set1_epi8(3);
     __m512i acc[Rows];
-    static_for<Rows>([&](auto r) BITNET_TARGET_AVX512VNNI { acc[r] = _mm512_setzero_si512(); });
+    static_for_avx512vnni<Rows>([&](auto r) BITNET_INLINE_AVX512VNNI { acc[r] = _mm512_setzero_si512(); });
     for (std::int64_t c = 0; c < nchunks; ++c) {
       const std::int8_t* qa = q + c * 256;
       const __m512i a0 = _mm512_loadu_si512(qa), a1 = _mm512_loadu_si512(qa + 64);
       const __m512i a2 = _mm512_loadu_si512(qa + 128), a3 = _mm512_loadu_si512(qa + 192);
-      static_for<Rows>([&](auto r) BITNET_TARGET_AVX512VNNI {
+      static_for_avx512vnni<Rows>([&](auto r) BITNET_INLINE_AVX512VNNI {
         const __m512i w = _mm512_loadu_si512(rows[r] + c * 64);
         acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(w, m3), a0);
         acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(w, 2), m3), a1);

@@ -17,6 +17,8 @@
 
 namespace bitnet::detail {
 
+BITNET_DEFINE_STATIC_FOR(static_for_dotprod, BITNET_TARGET_DOTPROD)
+
 template <class Arch> struct t2_impl;
 
 template <> struct t2_impl<arch::neon64> {
@@ -30,16 +32,16 @@ template <> struct t2_impl<arch::neon64> {
     const uint8x16_t m3 = vdupq_n_u8(3);
     int32x4_t acc32[Rows];
     int16x8_t acc16[Rows];
-    static_for<Rows>([&](auto r) { acc32[r] = vdupq_n_s32(0); });
+    static_for<Rows>([&](auto r) BITNET_INLINE { acc32[r] = vdupq_n_s32(0); });
     std::int64_t c = 0;
     while (c < nchunks) {
       const std::int64_t cend = std::min(nchunks, c + kWiden);
-      static_for<Rows>([&](auto r) { acc16[r] = vdupq_n_s16(0); });
+      static_for<Rows>([&](auto r) BITNET_INLINE { acc16[r] = vdupq_n_s16(0); });
       for (; c < cend; ++c) {
-        static_for<Q>([&](auto h) {
+        static_for<Q>([&](auto h) BITNET_INLINE {
           const std::int8_t* qa = q + c * Block + 16 * h;
           const int8x16_t a0 = vld1q_s8(qa), a1 = vld1q_s8(qa + CB), a2 = vld1q_s8(qa + 2 * CB), a3 = vld1q_s8(qa + 3 * CB);
-          static_for<Rows>([&](auto r) {
+          static_for<Rows>([&](auto r) BITNET_INLINE {
             const uint8x16_t w = vld1q_u8(rows[r] + c * CB + 16 * h);
             const int8x16_t c0 = vreinterpretq_s8_u8(vandq_u8(w, m3));
             const int8x16_t c1 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(w, 2), m3));
@@ -58,7 +60,7 @@ template <> struct t2_impl<arch::neon64> {
           });
         });
       }
-      static_for<Rows>([&](auto r) { acc32[r] = vpadalq_s16(acc32[r], acc16[r]); });
+      static_for<Rows>([&](auto r) BITNET_INLINE { acc32[r] = vpadalq_s16(acc32[r], acc16[r]); });
     }
     for (int r = 0; r < Rows; ++r) out[r] = vaddvq_s32(acc32[r]);
   }
@@ -82,12 +84,12 @@ template <> struct t2_impl<arch::neon64_dotprod> {
     constexpr int Q = CB / 16;
     const uint8x16_t m3 = vdupq_n_u8(3);
     int32x4_t acc[Rows];
-    static_for<Rows>([&](auto r) BITNET_TARGET_DOTPROD { acc[r] = vdupq_n_s32(0); });
+    static_for_dotprod<Rows>([&](auto r) BITNET_INLINE_DOTPROD { acc[r] = vdupq_n_s32(0); });
     for (std::int64_t c = 0; c < nchunks; ++c) {
-      static_for<Q>([&](auto h) BITNET_TARGET_DOTPROD {
+      static_for_dotprod<Q>([&](auto h) BITNET_INLINE_DOTPROD {
         const std::int8_t* qa = q + c * Block + 16 * h;
         const int8x16_t a0 = vld1q_s8(qa), a1 = vld1q_s8(qa + CB), a2 = vld1q_s8(qa + 2 * CB), a3 = vld1q_s8(qa + 3 * CB);
-        static_for<Rows>([&](auto r) BITNET_TARGET_DOTPROD {
+        static_for_dotprod<Rows>([&](auto r) BITNET_INLINE_DOTPROD {
           const uint8x16_t w = vld1q_u8(rows[r] + c * CB + 16 * h);
           acc[r] = vdotq_s32(acc[r], vreinterpretq_s8_u8(vandq_u8(w, m3)), a0);
           acc[r] = vdotq_s32(acc[r], vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(w, 2), m3)), a1);
@@ -106,16 +108,16 @@ template <> struct t2_impl<arch::neon64_dotprod> {
     constexpr int Q = CB / 16;
     const uint8x16_t m3 = vdupq_n_u8(3);
     int32x4_t acc[Rows * Tokens];
-    static_for<Rows * Tokens>([&](auto i) BITNET_TARGET_DOTPROD { acc[i] = vdupq_n_s32(0); });
+    static_for_dotprod<Rows * Tokens>([&](auto i) BITNET_INLINE_DOTPROD { acc[i] = vdupq_n_s32(0); });
     for (std::int64_t c = 0; c < nchunks; ++c) {
-      static_for<Q>([&](auto h) BITNET_TARGET_DOTPROD {
-        static_for<Rows>([&](auto r) BITNET_TARGET_DOTPROD {
+      static_for_dotprod<Q>([&](auto h) BITNET_INLINE_DOTPROD {
+        static_for_dotprod<Rows>([&](auto r) BITNET_INLINE_DOTPROD {
           const uint8x16_t w = vld1q_u8(rows[r] + c * CB + 16 * h);
           const int8x16_t c0 = vreinterpretq_s8_u8(vandq_u8(w, m3));
           const int8x16_t c1 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(w, 2), m3));
           const int8x16_t c2 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(w, 4), m3));
           const int8x16_t c3 = vreinterpretq_s8_u8(vshrq_n_u8(w, 6));
-          static_for<Tokens>([&](auto t) BITNET_TARGET_DOTPROD {
+          static_for_dotprod<Tokens>([&](auto t) BITNET_INLINE_DOTPROD {
             const std::int8_t* qa = qs[t] + c * Block + 16 * h;
             int32x4_t s = acc[r * Tokens + t];
             s = vdotq_s32(s, c0, vld1q_s8(qa));

@@ -38,11 +38,11 @@ template <> struct t2_impl<arch::scalar> {
     std::int32_t acc[Rows] = {};
     std::int64_t c = 0;
     for (; c + Unroll <= nchunks; c += Unroll)
-      static_for<Unroll>([&](auto u) {
-        static_for<Rows>([&](auto r) { acc[r] += dot_chunk<Block>(rows[r] + (c + u) * CB, q + (c + u) * Block); });
+      static_for<Unroll>([&](auto u) BITNET_INLINE {
+        static_for<Rows>([&](auto r) BITNET_INLINE { acc[r] += dot_chunk<Block>(rows[r] + (c + u) * CB, q + (c + u) * Block); });
       });
     for (; c < nchunks; ++c)
-      static_for<Rows>([&](auto r) { acc[r] += dot_chunk<Block>(rows[r] + c * CB, q + c * Block); });
+      static_for<Rows>([&](auto r) BITNET_INLINE { acc[r] += dot_chunk<Block>(rows[r] + c * CB, q + c * Block); });
     for (int r = 0; r < Rows; ++r) out[r] = acc[r];
   }
 
@@ -52,8 +52,8 @@ template <> struct t2_impl<arch::scalar> {
     constexpr int CB = Block / 4;
     std::int32_t acc[Rows * Tokens] = {};
     for (std::int64_t c = 0; c < nchunks; ++c)
-      static_for<Rows>([&](auto r) {
-        static_for<Tokens>([&](auto t) { acc[r * Tokens + t] += dot_chunk<Block>(rows[r] + c * CB, qs[t] + c * Block); });
+      static_for<Rows>([&](auto r) BITNET_INLINE {
+        static_for<Tokens>([&](auto t) BITNET_INLINE { acc[r * Tokens + t] += dot_chunk<Block>(rows[r] + c * CB, qs[t] + c * Block); });
       });
     for (int i = 0; i < Rows * Tokens; ++i) out[i] = acc[i];
   }

@@ -1,0 +1,340 @@
+// Benchmarks for the dense GEMV kernels on the BitNet b1.58 2B4T output head
+// (128256 rows x 2560), single thread, in F16, Q8_0, Q6_K, BF16 and F32, for every
+// arch this binary has kernels for (missing ISAs are reported as errors/skips).
+//
+// Counters: weights/s, bytes/s (weight bytes streamed) and bw_frac = bytes/s divided
+// by the read bandwidth measured by the `read_bw` baseline in this same binary (the
+// best of a scalar and a SIMD sum over a 1 GiB buffer). Weights are kept in several
+// copies that are used in turn, so a rotation streams at least 1 GiB: nothing can be
+// served from a last-level cache (this VM reports 480 MiB of L3).
+//
+// Suggested run:
+//   build-dense/benchmarks/bench_dense --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <bitnet/dense.hpp>
+
+#include <algorithm>  // std::sort, std::max
+#include <chrono>     // baseline timing
+#include <cmath>      // std::fabs
+#include <cstdint>    // fixed-width integers
+#include <cstdlib>    // std::aligned_alloc, std::free
+#include <cstring>    // std::memcpy, std::memset
+#include <memory>     // std::unique_ptr
+#include <new>        // std::bad_alloc
+#include <string>     // names
+#include <vector>     // buffers
+
+#if BITNET_X86
+#include <immintrin.h>  // AVX2 read baseline
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>  // madvise(MADV_HUGEPAGE) for big buffers
+#endif
+
+namespace {
+
+using bitnet::tensor_type;
+
+constexpr std::int64_t kM = 128256;  // vocabulary
+constexpr std::int64_t kK = 2560;    // hidden size
+constexpr std::size_t kStreamBytes = std::size_t{1} << 30;  // >= this much per rotation of copies
+
+struct free_deleter {
+  void operator()(std::uint8_t* p) const noexcept { std::free(p); }
+};
+using big_buffer = std::unique_ptr<std::uint8_t, free_deleter>;
+
+big_buffer alloc_big(std::size_t n) {
+  constexpr std::size_t align = std::size_t{2} << 20;
+  const std::size_t size = (n + align - 1) / align * align;
+  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(align, size));
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__)
+  madvise(p, size, MADV_HUGEPAGE);
+#endif
+  return big_buffer(p);
+}
+
+std::uint64_t splitmix(std::uint64_t& s) {
+  std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// ---------------------------------------------------------------- read-bandwidth baseline
+
+std::uint64_t sum_scalar(const std::uint8_t* p, std::size_t n) {
+  std::uint64_t a[8] = {};
+  for (std::size_t i = 0; i + 64 <= n; i += 64)
+    for (int k = 0; k < 8; ++k) {
+      std::uint64_t v;
+      std::memcpy(&v, p + i + 8 * k, 8);
+      a[k] += v;
+    }
+  return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+}
+
+#if BITNET_X86
+BITNET_TARGET_AVX2 std::uint64_t sum_avx2(const std::uint8_t* p, std::size_t n) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (std::size_t i = 0; i + 128 <= n; i += 128) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+  }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  alignas(32) std::uint64_t o[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(o), s);
+  return o[0] + o[1] + o[2] + o[3];
+}
+#endif
+
+using sum_fn = std::uint64_t (*)(const std::uint8_t*, std::size_t);
+
+struct baseline_buffer {
+  big_buffer buf = alloc_big(kStreamBytes);
+  baseline_buffer() {
+    std::uint64_t s = 1;
+    for (std::size_t i = 0; i < kStreamBytes; i += 8) {
+      const std::uint64_t v = splitmix(s);
+      std::memcpy(buf.get() + i, &v, 8);
+    }
+  }
+};
+baseline_buffer& baseline_data() {
+  static baseline_buffer b;
+  return b;
+}
+
+std::vector<std::pair<std::string, sum_fn>> read_kernels() {
+  std::vector<std::pair<std::string, sum_fn>> k{{"scalar", &sum_scalar}};
+#if BITNET_X86
+  if (bitnet::arch_available<bitnet::arch::avx2>()) k.emplace_back("avx2", &sum_avx2);
+#endif
+  return k;
+}
+
+// Best-of-kernels median read bandwidth in bytes/s, measured once.
+double baseline_bps() {
+  static const double bps = [] {
+    auto& b = baseline_data();
+    double best = 0.0;
+    for (const auto& [name, fn] : read_kernels()) {
+      std::vector<double> r;
+      for (int rep = 0; rep < 7; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        benchmark::DoNotOptimize(fn(b.buf.get(), kStreamBytes));
+        const auto t1 = std::chrono::steady_clock::now();
+        r.push_back(static_cast<double>(kStreamBytes) / std::chrono::duration<double>(t1 - t0).count());
+      }
+      std::sort(r.begin(), r.end());
+      best = std::max(best, r[r.size() / 2]);
+    }
+    return best;
+  }();
+  return bps;
+}
+
+void bench_read(benchmark::State& state, sum_fn fn) {
+  auto& b = baseline_data();
+  const double base = baseline_bps();
+  double secs = 0.0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(fn(b.buf.get(), kStreamBytes));
+    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const double bytes = static_cast<double>(kStreamBytes);
+  state.counters["bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bw_frac"] = bytes * static_cast<double>(state.iterations()) / secs / base;
+}
+
+// ---------------------------------------------------------------- weights
+
+// Several copies of one random head of one type (only one type is kept at a time).
+struct head_data {
+  tensor_type t = tensor_type::f32;
+  std::size_t row_bytes = 0;
+  std::vector<big_buffer> copies;
+  bitnet::dense_activation act;
+  std::vector<float> x;
+};
+
+void fill_head(tensor_type t, std::uint8_t* p, std::size_t row_bytes) {
+  std::uint64_t s = 42;
+  for (std::int64_t m = 0; m < kM; ++m) {
+    std::uint8_t* row = p + static_cast<std::size_t>(m) * row_bytes;
+    switch (t) {
+      case tensor_type::f32:
+        for (std::int64_t j = 0; j < kK; ++j) {
+          const float v = static_cast<float>(static_cast<std::int64_t>(splitmix(s) % 2001) - 1000) * 5e-5f;
+          std::memcpy(row + 4 * j, &v, 4);
+        }
+        break;
+      case tensor_type::f16:
+      case tensor_type::bf16:
+        for (std::int64_t j = 0; j < kK; j += 4) {
+          const std::uint64_t r = splitmix(s);
+          for (int k = 0; k < 4; ++k) {
+            const auto bits = static_cast<std::uint16_t>(r >> (16 * k));
+            // sign, exponent for magnitudes 2^-8 .. 2^-1, random mantissa
+            const std::uint16_t v = t == tensor_type::f16
+                                        ? static_cast<std::uint16_t>((bits & 0x83FFu) | ((7u + (bits >> 10) % 8u) << 10))
+                                        : static_cast<std::uint16_t>((bits & 0x807Fu) | ((119u + (bits >> 7) % 8u) << 7));
+            std::memcpy(row + 2 * (j + k), &v, 2);
+          }
+        }
+        break;
+      case tensor_type::q8_0:
+        for (std::int64_t b = 0; b < kK / 32; ++b) {
+          std::uint8_t* blk = row + 34 * b;
+          const std::uint16_t d = bitnet::f32_to_fp16(1e-3f * static_cast<float>(1 + splitmix(s) % 16));
+          std::memcpy(blk, &d, 2);
+          for (int j = 0; j < 32; j += 8) {
+            const std::uint64_t r = splitmix(s);
+            std::memcpy(blk + 2 + j, &r, 8);
+          }
+        }
+        break;
+      case tensor_type::q6_k:
+        for (std::int64_t b = 0; b < kK / 256; ++b) {
+          std::uint8_t* blk = row + 210 * b;
+          for (int j = 0; j < 208; j += 8) {
+            const std::uint64_t r = splitmix(s);
+            std::memcpy(blk + j, &r, 8);
+          }
+          const std::uint16_t d = bitnet::f32_to_fp16(1e-4f * static_cast<float>(1 + splitmix(s) % 16));
+          std::memcpy(blk + 208, &d, 2);
+        }
+        break;
+      default: break;
+    }
+  }
+}
+
+head_data& head(tensor_type t) {
+  static head_data h;
+  if (!h.copies.empty() && h.t == t) return h;
+  h.copies.clear();
+  h.t = t;
+  h.row_bytes = bitnet::dense_row_bytes(t, kK);
+  const std::size_t bytes = h.row_bytes * static_cast<std::size_t>(kM);
+  const std::size_t ncopies = std::max<std::size_t>(2, (kStreamBytes + bytes - 1) / bytes);
+  for (std::size_t c = 0; c < ncopies; ++c) {
+    h.copies.push_back(alloc_big(bytes));
+    if (c == 0)
+      fill_head(t, h.copies[0].get(), h.row_bytes);
+    else
+      std::memcpy(h.copies[c].get(), h.copies[0].get(), bytes);
+  }
+  std::uint64_t s = 7;
+  h.x.resize(kK);
+  for (auto& v : h.x) v = static_cast<float>(static_cast<std::int64_t>(splitmix(s) % 2001) - 1000) * 1e-3f;
+  h.act.prepare(t, h.x.data(), kK);
+  return h;
+}
+
+// Kernel vs the scalar kernel on a sample of rows. Bound: both results are within
+// gamma(K/8 + 40) * sum_j |w_j x_j| of the exact dot (see tests/dense_check.hpp).
+bool matches_scalar(const bitnet::dense_kernels& k, head_data& h, const std::vector<float>& y, std::string& why) {
+  const auto ref = bitnet::dense_kernels_for<bitnet::arch::scalar>();
+  const std::uint8_t* W = h.copies[0].get();
+  std::vector<float> ys(kM), wrow(kK), xdq(kK);
+  // dequantized activation (for the error bound only)
+  if (h.act.form() == bitnet::dense_act_form::q8_0) {
+    bitnet::dequantize_row_q8_0(h.act.q8_0(), xdq.data(), kK);
+  } else if (h.act.form() == bitnet::dense_act_form::q8_k) {
+    for (std::int64_t j = 0; j < kK; ++j) xdq[j] = h.act.q8_k()[j / 256].d * h.act.q8_k()[j / 256].qs[j % 256];
+  } else {
+    std::memcpy(xdq.data(), h.act.f32(), 4 * kK);
+  }
+  const double u = 0x1.0p-24, n = static_cast<double>(kK) / 8.0 + 40.0, gam = n * u / (1 - n * u);
+  for (std::int64_t m = 0; m < kM; m += 97) {
+    bitnet::dense_gemv(ref, h.t, W, h.row_bytes, h.act, ys.data(), m, m + 1);
+    bitnet::dequantize_row(h.t, W + static_cast<std::size_t>(m) * h.row_bytes, wrow.data(), kK);
+    double abs_sum = 0.0;
+    for (std::int64_t j = 0; j < kK; ++j) abs_sum += std::fabs(static_cast<double>(wrow[j]) * xdq[j]);
+    const double tol = 2.0 * gam * abs_sum * 1.01 + 1e-30;
+    if (!(std::fabs(static_cast<double>(y[m]) - ys[m]) <= tol)) {
+      why = std::string(k.kernel_name(h.t)) + " differs from the scalar kernel at row " + std::to_string(m) + ": " +
+            std::to_string(y[m]) + " vs " + std::to_string(ys[m]) + " (tolerance " + std::to_string(tol) + ")";
+      return false;
+    }
+  }
+  return true;
+}
+
+template <class A> void bench_gemv(benchmark::State& state, tensor_type t) {
+  if (!bitnet::arch_available<A>()) {
+    state.SkipWithError((std::string(A::name) + " is not supported by this CPU").c_str());
+    return;
+  }
+  const bitnet::dense_kernels k = bitnet::dense_kernels_for<A>();
+  const double base = baseline_bps();
+  head_data& h = head(t);
+  std::vector<float> y(kM);
+  bitnet::dense_gemv(k, t, h.copies[0].get(), h.row_bytes, h.act, y.data(), 0, kM);
+  std::string why;
+  if (!matches_scalar(k, h, y, why)) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
+  std::size_t c = 0;
+  double secs = 0.0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    bitnet::dense_gemv(k, t, h.copies[c].get(), h.row_bytes, h.act, y.data(), 0, kM);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    c = (c + 1) % h.copies.size();
+  }
+  const double bytes = static_cast<double>(h.row_bytes) * static_cast<double>(kM);
+  state.counters["weights/s"] =
+      benchmark::Counter(static_cast<double>(kM) * static_cast<double>(kK), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  // fraction of the baseline read bandwidth (plain number, from the timed calls only)
+  state.counters["bw_frac"] = bytes * static_cast<double>(state.iterations()) / secs / base;
+}
+
+template <class A> void register_arch(tensor_type t) {
+  const std::string name = std::string(bitnet::dense_kernels_for<A>().kernel_name(t));
+  benchmark::RegisterBenchmark(name.c_str(), bench_gemv<A>, t)
+      ->ArgNames({"M", "K"})
+      ->Args({kM, kK})
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
+void register_all() {
+  for (const auto& [name, fn] : read_kernels())
+    benchmark::RegisterBenchmark(("read_bw/" + name).c_str(), bench_read, fn)
+        ->Arg(static_cast<std::int64_t>(kStreamBytes))
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  for (tensor_type t : {tensor_type::f16, tensor_type::q8_0, tensor_type::q6_k, tensor_type::bf16, tensor_type::f32}) {
+    register_arch<bitnet::arch::scalar>(t);
+#if BITNET_X86
+    register_arch<bitnet::arch::avx2>(t);
+    register_arch<bitnet::arch::avx512bw>(t);
+#endif
+#if BITNET_ARM64
+    register_arch<bitnet::arch::neon64>(t);
+    register_arch<bitnet::arch::neon64_dotprod>(t);
+#endif
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
