@@ -329,6 +329,12 @@ TEST(GgufWriter, RejectsInconsistentTensors) {
                 .find("at most 4 dimensions"),
             std::string::npos);
   EXPECT_NE(error_of([&] { w.set_u32("", 1); }).find("empty metadata key"), std::string::npos);
+  // Shapes from signed variables are accepted when non-negative.
+  const int k = 16, m = -2;
+  const std::int64_t r = 1;
+  w.add_tensor("from_int", tensor_type::f32, {k, r}, b64);
+  EXPECT_NE(error_of([&] { w.add_tensor("neg", tensor_type::f32, {k, m}, b64); }).find("negative dimension -2"),
+            std::string::npos);
 
   gguf::writer up(bitnet::id_convention::upstream);
   EXPECT_NE(error_of([&] { up.add_tensor("q", tensor_type::i2_s, {256}, random_bytes(96, 1)); })

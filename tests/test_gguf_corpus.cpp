@@ -160,10 +160,8 @@ std::vector<mutation> mutations() {
   // tensor infos
   m.push_back({"tensor_name_too_long",
                [](bytes_t& f) {
-                 const std::string longname(64, 'n');
-                 bytes_t s(8);
-                 put(s, 0, longname.size(), 8);
-                 s.insert(s.end(), longname.begin(), longname.end());
+                 bytes_t s(8 + 64, 'n');  // length prefix + 64-byte name
+                 put(s, 0, 64, 8);
                  splice(f, find_str(f, "b.weight"), 16, s);
                },
                "name is 64 bytes, the limit is 63", at_tensor("b.weight")});

@@ -95,7 +95,10 @@ std::uint64_t json_element(std::string& out, const bitnet::gguf::file& f, value_
 std::string shape_text(const bitnet::gguf::tensor_info& t) {
   std::string s = "[";
   const std::uint32_t n = t.n_dims == 0 ? 1 : t.n_dims;
-  for (std::uint32_t d = 0; d < n; ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+  for (std::uint32_t d = 0; d < n; ++d) {
+    if (d) s += ", ";
+    s += std::to_string(t.ne[d]);
+  }
   return s + "]";
 }
 
@@ -243,7 +246,10 @@ void info_json(const bitnet::gguf::file& f, std::size_t items) {
     json_string(o, bitnet::type_name(t.type));
     o += ",\"type_id\":" + std::to_string(t.raw_type_id);
     o += ",\"shape\":[";
-    for (std::uint32_t d = 0; d < t.n_dims; ++d) o += (d ? "," : "") + std::to_string(t.ne[d]);
+    for (std::uint32_t d = 0; d < t.n_dims; ++d) {
+      if (d) o += ",";
+      o += std::to_string(t.ne[d]);
+    }
     o += "],\"n_elements\":" + std::to_string(t.n_elements());
     o += ",\"bytes\":" + std::to_string(t.nbytes);
     o += ",\"offset\":" + std::to_string(t.offset);
