@@ -8,11 +8,12 @@
 //     vocabulary score (max-heap, ties go to the leftmost pair); a final piece that is not
 //     in the vocabulary is emitted byte by byte as <0xXX> tokens.
 //   - "gpt2": byte-level BPE. Special tokens are split out first, the rest is cut by the
-//     pre-tokenizer that vocab_data::pre names (GPT-2 or Llama-3 rules, hand-written
-//     scanners over code points, see pretokenize_*), bytes are mapped through the GPT-2
-//     byte->code point table and merged by rank (lowest merge index first, ties leftmost).
-//     With the Llama-3 rules a piece that is itself a vocabulary entry is taken whole
-//     (llama.cpp's `ignore_merges`).
+//     pre-tokenizer that vocab_data::pre names (GPT-2 or Llama-3 rules; hand-written
+//     scanners over code points, detail::match_gpt2 / match_llama3, with \p{L}, \p{N} and
+//     \s from unicode_data.hpp), bytes are mapped through the GPT-2 byte->code point table
+//     and merged by rank (lowest merge index first, ties leftmost). With the Llama-3 rules
+//     a piece that is itself a vocabulary entry is taken whole (llama.cpp's
+//     `ignore_merges`). A final symbol that is not a token becomes one token per byte.
 // * encode() takes UTF-8. Invalid UTF-8 (stray continuation bytes, overlong forms,
 //   surrogates, code points above U+10FFFF, a truncated last sequence) is rejected with
 //   std::runtime_error("tokenizer: invalid UTF-8 in input at byte offset N (byte 0xXX)").
@@ -22,8 +23,10 @@
 // * decode_token() gives the raw bytes of one token, which may be part of a UTF-8
 //   sequence. Control, unknown, unused and undefined tokens decode to nothing, as in
 //   llama.cpp without `special`. decode() concatenates and, for SentencePiece with
-//   add_space_prefix, drops the one space that encode() put in front of the text.
-//   stream_decoder releases only complete UTF-8 characters and never emits invalid UTF-8.
+//   add_space_prefix, drops the one space that encode() put in front of the text, so
+//   decode(encode(s)) == s (for SentencePiece unless s contains U+2581, which decodes as a
+//   space). stream_decoder releases only complete UTF-8 characters and never emits invalid
+//   UTF-8 (ill-formed bytes become U+FFFD).
 // * Everything is built once in the constructor (token and merge hash maps); encode and
 //   decode are const and may run concurrently.
 #pragma once
