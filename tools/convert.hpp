@@ -1370,10 +1370,12 @@ inline gguf_stream build_synth(const synth_options& o, std::vector<std::string>*
   };
   const mat mats[7] = {{"attn_q", d, d},   {"attn_k", d, kv},   {"attn_v", d, kv}, {"attn_output", d, d},
                        {"ffn_gate", d, ff}, {"ffn_up", d, ff}, {"ffn_down", ff, d}};
+  std::string problems;
   for (const auto& m : mats)
     if (const auto p = ternary_shape_problem(o.type, m.K, m.M); !p.empty())
-      fail("--shape " + sh->name + " --type " + std::string(type_name(o.type)) + ": tensor 'blk.N." + m.name +
-           ".weight': " + p);
+      problems += std::string(problems.empty() ? "" : "; ") + "tensor 'blk.N." + m.name + ".weight': " + p;
+  if (!problems.empty())
+    fail("--shape " + sh->name + " --type " + std::string(type_name(o.type)) + ": " + problems);
   if (const auto p = head_shape_problem(o.head, d); !p.empty())
     fail("--shape " + sh->name + " --head-type " + std::string(type_name(o.head)) + ": tensor 'token_embd.weight': " + p);
   if (notes && !sh->note.empty()) notes->push_back(sh->note);
