@@ -1,0 +1,731 @@
+// bitnet-generate/model.hpp - a BitNet b1.58 model from GGUF: config, weights, blocks, forward.
+//
+// Reads top to bottom:
+//   config   read_config(file): the {arch}.* hyperparameters (spec bitnet-models.md section 2),
+//            validated; errors name the file, the key (and its offset) and what was expected.
+//   weights  model::load(file, options, pool): every ternary projection repacked once into the
+//            kernels' layout (ks.block()); norm gains and biases are F32 views into the mapping;
+//            token_embd stays in the mapping (zero copy) and serves as embedding table and as
+//            the tied output head (output.weight, if present, is ignored, as bitnet.cpp does).
+//   blocks   the per-layer weights (block_weights).
+//   forward  session: KV cache sized by n_ctx, scratch for n_batch tokens, eval() for one token
+//            (decode: GEMV) or many (prefill: the batched GEMM in chunks of n_batch), logits for
+//            the last position or, on request, for every position.
+//
+// Forward pass (spec section 4, `build_bitnet_158` / `build_bitnet`), per token at position p:
+//   x = token_embd[id]
+//   per layer: h = RMSNorm(x, attn_norm); q, k, v = W·h (one quantization of h shared by all
+//   three); NeoX RoPE on q, k; append k, v to the cache; causal softmax attention with
+//   consecutive query heads sharing a KV head; o = RMSNorm(o, attn_sub_norm);
+//   x += W_o·o; h = RMSNorm(x, ffn_norm); g, u = W·h (shared quantization);
+//   a = act(g) ⊙ u with act = SiLU (`bitnet`) or ReLU² (`bitnet-b1.58`, `bitnet-25`);
+//   a = RMSNorm(a, ffn_sub_norm); x += W_down·a.
+//   logits = token_embd · RMSNorm(x, output_norm).
+// Numerics: every ternary product goes through the library kernels with per-token int8
+// activations (bitnet.cpp I2_S semantics) by default, or Q8_K per 256-block (ggml's TQ
+// semantics) on request. RMSNorm as ggml (sum of squares in double, mean stored as float,
+// 1/sqrtf(mean + eps), scale, then gain). RoPE angles by ggml's float recurrence
+// theta_{i+1} = theta_i * powf(base, -2/n_rot), tabulated per position. Softmax: exp(s - max),
+// sum in double, times float(1/sum). The head sees x as its dense kernel defines (F16 weights:
+// x rounded to fp16, as ggml). The KV cache holds f32 (llama.cpp keeps f16; f32 avoids that
+// rounding and costs twice the memory: 2 * n_layer * n_ctx * n_embd_kv * 4 bytes).
+//
+// Threads: a thread_pool splits the rows of every matrix product (q, k and v in one region,
+// gate and up in one region), the attention heads, and the vocabulary rows of the head. Rows
+// and heads are independent and no reduction crosses threads, so results are bit-identical
+// for any thread count. Decode and prefill run the same per-row and per-query code, so
+// prefilling N tokens gives the same logits as decoding them one by one.
+//
+// Context: eval() refuses (throws context_full, state unchanged) a batch that would pass
+// n_ctx positions; nothing wraps or is silently dropped.
+// Allocation: the session allocates everything at construction; eval() of one token allocates
+// nothing (all-position logits allocate their output buffer on first use).
+#pragma once
+
+#include <algorithm>    // std::max, std::min, std::fill
+#include <cmath>        // std::sqrt, std::exp, std::pow, std::cos, std::sin, std::isfinite
+#include <cstdint>      // fixed-width integers
+#include <cstring>      // std::memcpy
+#include <initializer_list>  // matmul job lists
+#include <limits>       // infinity
+#include <optional>     // offsets in errors
+#include <span>         // views
+#include <stdexcept>    // errors
+#include <string>       // names, messages
+#include <string_view>  // keys
+#include <utility>      // std::move
+#include <vector>       // layers, owned copies
+
+#include <bitnet/bitnet.hpp>  // ternary kernels, repack, activations
+#include <bitnet/dense.hpp>   // embedding / head GEMV
+#include <bitnet/gguf.hpp>    // the model file
+
+#include "thread_pool.hpp"
+
+namespace bitnet::run {
+
+// ================================================================ config
+
+enum class ffn_activation { silu, relu_sqr };
+
+inline const char* activation_name(ffn_activation a) noexcept { return a == ffn_activation::silu ? "silu" : "relu2"; }
+
+struct config {
+  std::string arch;        // general.architecture: bitnet, bitnet-b1.58 or bitnet-25
+  ffn_activation act = ffn_activation::relu_sqr;
+  std::int64_t n_vocab = 0;      // rows of token_embd (set by model::load; the vocab_size key if read alone)
+  std::int64_t n_ctx_train = 0;  // {arch}.context_length
+  std::int64_t n_embd = 0, n_layer = 0, n_ff = 0, n_head = 0, n_head_kv = 0;
+  std::int64_t head_dim = 0, n_rot = 0;
+  float rope_base = 10000.0f, norm_eps = 0.0f;
+
+  std::int64_t n_embd_kv() const noexcept { return head_dim * n_head_kv; }
+  std::int64_t n_gqa() const noexcept { return n_head / n_head_kv; }
+};
+
+namespace detail {
+
+[[noreturn]] inline void file_error(const gguf::file& f, std::optional<std::uint64_t> offset, const std::string& m) {
+  throw gguf::error(f.path(), offset, m);
+}
+
+inline std::optional<std::uint64_t> key_offset(const gguf::file& f, std::string_view key) {
+  if (const auto* kv = f.find(key)) return kv->offset;
+  return std::nullopt;
+}
+
+// A u32 hyperparameter, or a per-layer array of them whose entries must all be equal.
+inline std::int64_t layer_uint(const gguf::file& f, const std::string& key, std::int64_t n_layer, bool required,
+                               std::int64_t dflt) {
+  if (!f.has(key)) {
+    if (required) file_error(f, std::nullopt, "missing required key '" + key + "' (an unsigned integer)");
+    return dflt;
+  }
+  std::uint64_t v = 0;
+  if (f.type_of(key) == gguf::value_type::array) {
+    const auto a = f.get_uint_array(key);
+    if (a.empty()) file_error(f, key_offset(f, key), "key '" + key + "': empty per-layer array");
+    if (n_layer > 0 && a.size() != static_cast<std::size_t>(n_layer))
+      file_error(f, key_offset(f, key), "key '" + key + "': per-layer array has " + std::to_string(a.size()) +
+                                            " entries, expected block_count = " + std::to_string(n_layer));
+    for (const auto x : a)
+      if (x != a[0])
+        file_error(f, key_offset(f, key), "key '" + key + "': per-layer values differ (" + std::to_string(a[0]) +
+                                              " and " + std::to_string(x) +
+                                              "); this runner needs one value for all layers");
+    v = a[0];
+  } else {
+    v = f.get_uint(key);
+  }
+  if (v == 0 || v > (std::uint64_t{1} << 31))
+    file_error(f, key_offset(f, key), "key '" + key + "': value " + std::to_string(v) +
+                                          " is out of range, expected 1 .. 2^31");
+  return static_cast<std::int64_t>(v);
+}
+
+}  // namespace detail
+
+// Reads and validates the hyperparameters. Throws gguf::error naming the file and key.
+inline config read_config(const gguf::file& f) {
+  using detail::file_error;
+  using detail::key_offset;
+  config c;
+  if (!f.has("general.architecture"))
+    file_error(f, std::nullopt, "missing key 'general.architecture' (expected bitnet, bitnet-b1.58 or bitnet-25)");
+  c.arch = std::string(f.get_string("general.architecture"));
+  if (!gguf::is_bitnet_arch(c.arch))
+    file_error(f, key_offset(f, "general.architecture"),
+               "general.architecture is '" + bitnet::detail::gguf_printable(c.arch) +
+                   "', expected one of bitnet, bitnet-b1.58, bitnet-25 (this runner only runs BitNet models)");
+  c.act = c.arch == "bitnet" ? ffn_activation::silu : ffn_activation::relu_sqr;
+  const std::string a = c.arch + ".";
+
+  c.n_layer = detail::layer_uint(f, a + "block_count", 0, true, 0);
+  c.n_ctx_train = detail::layer_uint(f, a + "context_length", 0, true, 0);
+  c.n_embd = detail::layer_uint(f, a + "embedding_length", 0, true, 0);
+  c.n_ff = detail::layer_uint(f, a + "feed_forward_length", c.n_layer, true, 0);
+  c.n_head = detail::layer_uint(f, a + "attention.head_count", c.n_layer, true, 0);
+  c.n_head_kv = detail::layer_uint(f, a + "attention.head_count_kv", c.n_layer, false, c.n_head);
+  if (c.n_embd % c.n_head != 0)
+    file_error(f, key_offset(f, a + "attention.head_count"),
+               "embedding_length " + std::to_string(c.n_embd) + " is not a multiple of attention.head_count " +
+                   std::to_string(c.n_head));
+  c.head_dim = c.n_embd / c.n_head;
+  if (c.n_head % c.n_head_kv != 0)
+    file_error(f, key_offset(f, a + "attention.head_count_kv"),
+               "attention.head_count " + std::to_string(c.n_head) + " is not a multiple of attention.head_count_kv " +
+                   std::to_string(c.n_head_kv));
+  for (const char* k : {"attention.key_length", "attention.value_length"}) {
+    const std::string key = a + k;
+    if (f.has(key) && static_cast<std::int64_t>(f.get_uint(key)) != c.head_dim)
+      file_error(f, key_offset(f, key), "key '" + key + "' is " + std::to_string(f.get_uint(key)) +
+                                            ", expected embedding_length / head_count = " +
+                                            std::to_string(c.head_dim));
+  }
+  c.n_rot = detail::layer_uint(f, a + "rope.dimension_count", 0, false, c.head_dim);
+  if (c.n_rot % 2 != 0 || c.n_rot > c.head_dim)
+    file_error(f, key_offset(f, a + "rope.dimension_count"),
+               "rope.dimension_count " + std::to_string(c.n_rot) + " must be even and at most the head size " +
+                   std::to_string(c.head_dim));
+  if (c.arch != "bitnet" && c.n_rot != c.head_dim)
+    file_error(f, key_offset(f, a + "rope.dimension_count"),
+               "rope.dimension_count " + std::to_string(c.n_rot) + " must equal the head size " +
+                   std::to_string(c.head_dim) + " for " + c.arch);
+  const std::string base_key = a + "rope.freq_base";
+  c.rope_base = static_cast<float>(f.get_float_or(base_key, 10000.0));
+  if (!std::isfinite(c.rope_base) || c.rope_base <= 0.0f)
+    file_error(f, key_offset(f, base_key), "key '" + base_key + "' must be a positive number");
+  const std::string eps_key = a + "attention.layer_norm_rms_epsilon";
+  if (!f.has(eps_key)) file_error(f, std::nullopt, "missing required key '" + eps_key + "' (a float, e.g. 1e-5)");
+  c.norm_eps = static_cast<float>(f.get_float(eps_key));
+  if (!std::isfinite(c.norm_eps) || c.norm_eps < 0.0f)
+    file_error(f, key_offset(f, eps_key), "key '" + eps_key + "' must be a finite number >= 0");
+  if (const std::string k = a + "rope.scaling.type"; f.has(k) && f.get_string(k) != "none")
+    file_error(f, key_offset(f, k), "key '" + k + "': RoPE scaling is not supported (expected none)");
+  if (const std::string k = a + "rope.scaling.factor"; f.has(k) && f.get_float(k) != 0.0 && f.get_float(k) != 1.0)
+    file_error(f, key_offset(f, k), "key '" + k + "': RoPE scaling is not supported (expected 1)");
+  if (const std::string k = a + "expert_count"; f.has(k) && f.get_uint(k) > 0)
+    file_error(f, key_offset(f, k), "key '" + k + "': mixture-of-experts models are not supported");
+  if (const std::string k = a + "vocab_size"; f.has(k)) c.n_vocab = static_cast<std::int64_t>(f.get_uint(k));
+  return c;
+}
+
+// ================================================================ weights
+
+// One ternary projection y = W·x (+ optional per-tensor scale, then optional bias).
+struct linear {
+  ternary_matrix w;
+  tensor_type file_type = tensor_type::i2_s;
+  const float* bias = nullptr;  // [M] or null
+  float scale = 1.0f;           // `bitnet` arch: optional blk.N.*.scale
+  bool has_scale = false;
+};
+
+// ================================================================ blocks
+
+struct block_weights {
+  const float* attn_norm = nullptr;
+  linear q, k, v;
+  const float* attn_sub_norm = nullptr;
+  linear o;
+  const float* ffn_norm = nullptr;
+  linear gate, up;
+  const float* ffn_sub_norm = nullptr;
+  linear down;
+};
+
+// A dense matrix left in the file mapping (token_embd): rows of `cols` values.
+struct dense_view {
+  tensor_type type = tensor_type::f16;
+  const std::uint8_t* data = nullptr;
+  std::size_t row_bytes = 0;
+  std::int64_t rows = 0, cols = 0;
+};
+
+struct load_options {
+  kernel_options kernels;                    // arch / gemv / gemm overrides ("" = best)
+  act_quant activations = act_quant::per_token;
+};
+
+class model {
+ public:
+  // Validates and loads; repacks the ternary tensors in parallel on `pool`.
+  static model load(gguf::file file, const load_options& opt, thread_pool& pool) {
+    model m(std::move(file));
+    m.cfg_ = read_config(m.file_);
+    m.act_ = opt.activations;
+    const cpu_features cpu = cpu_features::detect();
+    m.ks_ = select_kernels(cpu, opt.kernels);
+    m.dk_ = select_dense_kernels(cpu, opt.kernels.arch);
+    m.load_weights(pool);
+    return m;
+  }
+  static model load(const std::string& path, const load_options& opt, thread_pool& pool) {
+    return load(gguf::file::open(path), opt, pool);
+  }
+
+  const config& cfg() const noexcept { return cfg_; }
+  const kernel_set& kernels() const noexcept { return ks_; }
+  const dense_kernels& head_kernels() const noexcept { return dk_; }
+  std::string_view head_kernel_name() const noexcept { return dk_.kernel_name(embd_.type); }
+  act_quant activation_mode() const noexcept { return act_; }
+  const std::vector<block_weights>& blocks() const noexcept { return blocks_; }
+  const dense_view& token_embd() const noexcept { return embd_; }
+  const float* output_norm() const noexcept { return output_norm_; }
+  const float* rope_freqs() const noexcept { return rope_freqs_; }  // [n_rot/2] or null
+  bool has_output_weight() const noexcept { return has_output_weight_; }
+  const gguf::file& file() const noexcept { return file_; }
+  // "I2_S", "TQ2_0", "TQ1_0" or e.g. "I2_S+TQ2_0" for a mixed file.
+  const std::string& ternary_types() const noexcept { return ternary_types_; }
+  std::size_t repacked_bytes() const noexcept { return repacked_bytes_; }
+
+ private:
+  explicit model(gguf::file f) : file_(std::move(f)) {}
+
+  [[noreturn]] void fail_tensor(const gguf::tensor_info* t, const std::string& name, const std::string& m) const {
+    detail::file_error(file_, t ? std::optional<std::uint64_t>(t->info_offset) : std::nullopt,
+                       "tensor '" + name + "': " + m);
+  }
+
+  static std::string shape_str(std::int64_t a, std::int64_t b = -1) {
+    return b < 0 ? "[" + std::to_string(a) + "]" : "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+  }
+  static std::string shape_str(const gguf::tensor_info& t) {
+    std::string s = "[";
+    for (std::uint32_t d = 0; d < std::max<std::uint32_t>(t.n_dims, 1); ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+    return s + "]";
+  }
+
+  const gguf::tensor_info& need(const std::string& name) const {
+    const auto* t = file_.find_tensor(name);
+    if (!t) detail::file_error(file_, std::nullopt, "missing tensor '" + name + "'");
+    return *t;
+  }
+  bool shape_is(const gguf::tensor_info& t, std::int64_t a, std::int64_t b) const {
+    return t.ne[0] == static_cast<std::uint64_t>(a) && t.ne[1] == static_cast<std::uint64_t>(b) && t.ne[2] == 1 &&
+           t.ne[3] == 1;
+  }
+
+  // An F32 vector of n values: a view into the mapping, or an owned copy if misaligned.
+  const float* f32_vector(const gguf::tensor_info& t, std::int64_t n) {
+    if (t.type != tensor_type::f32)
+      fail_tensor(&t, t.name, "type " + std::string(type_name(t.type)) + ", expected F32");
+    if (!shape_is(t, n, 1)) fail_tensor(&t, t.name, "shape " + shape_str(t) + ", expected " + shape_str(n));
+    if (reinterpret_cast<std::uintptr_t>(t.data) % alignof(float) == 0) return reinterpret_cast<const float*>(t.data);
+    owned_.emplace_back(static_cast<std::size_t>(n));
+    std::memcpy(owned_.back().data(), t.data, static_cast<std::size_t>(n) * sizeof(float));
+    return owned_.back().data();
+  }
+  const float* f32_optional(const std::string& name, std::int64_t n) {
+    const auto* t = file_.find_tensor(name);
+    return t ? f32_vector(*t, n) : nullptr;
+  }
+
+  // Checks a ternary tensor's type and shape; the repack itself runs later, in parallel.
+  struct pending_repack {
+    const gguf::tensor_info* t;
+    linear* dst;
+  };
+  void plan_linear(const std::string& base, std::int64_t K, std::int64_t M, linear& dst,
+                   std::vector<pending_repack>& plan) {
+    const std::string name = base + ".weight";
+    const auto& t = need(name);
+    if (t.type == tensor_type::tl1 || t.type == tensor_type::tl2)
+      fail_tensor(&t, name, std::string(type_name(t.type)) +
+                                " is not supported: its layout depends on bitnet.cpp's per-shape code-generation "
+                                "tiles; use an I2_S, TQ2_0 or TQ1_0 file");
+    if (t.type != tensor_type::i2_s && t.type != tensor_type::tq2_0 && t.type != tensor_type::tq1_0)
+      fail_tensor(&t, name, "type " + std::string(type_name(t.type)) +
+                                ", expected a ternary type (I2_S, TQ2_0 or TQ1_0)");
+    if (!shape_is(t, K, M)) fail_tensor(&t, name, "shape " + shape_str(t) + ", expected " + shape_str(K, M));
+    if (!ternary_shape_ok(t.type, K, M))
+      fail_tensor(&t, name, "shape " + shape_str(K, M) + " is not valid for " + std::string(type_name(t.type)));
+    if (act_ == act_quant::per_block && K % 256 != 0)
+      fail_tensor(&t, name, "per-block (Q8_K) activations need K to be a multiple of 256, K = " + std::to_string(K));
+    dst.file_type = t.type;
+    dst.bias = f32_optional(base + ".bias", M);
+    if (const auto* s = file_.find_tensor(base + ".scale")) {
+      if (s->type != tensor_type::f32 || s->n_elements() != 1)
+        fail_tensor(s, s->name, "expected a single F32 value");
+      std::memcpy(&dst.scale, s->data, sizeof(float));
+      dst.has_scale = true;
+    }
+    plan.push_back({&t, &dst});
+    const std::string tn(type_name(t.type));
+    if (ternary_types_.find(tn) == std::string::npos) ternary_types_ += (ternary_types_.empty() ? "" : "+") + tn;
+  }
+
+  void load_weights(thread_pool& pool) {
+    const config& c = cfg_;
+    const std::int64_t d = c.n_embd, dkv = c.n_embd_kv(), ff = c.n_ff;
+
+    const auto& te = need("token_embd.weight");
+    if (!dense_weight_type(te.type))
+      fail_tensor(&te, te.name, "type " + std::string(type_name(te.type)) +
+                                    ", expected F32, F16, BF16, Q8_0 or Q6_K");
+    if (te.ne[0] != static_cast<std::uint64_t>(d) || te.ne[2] != 1 || te.ne[3] != 1 || te.ne[1] == 0)
+      fail_tensor(&te, te.name, "shape " + shape_str(te) + ", expected [" + std::to_string(d) + ", n_vocab]");
+    if ((te.type == tensor_type::q6_k && d % 256 != 0) || (te.type == tensor_type::q8_0 && d % 32 != 0))
+      fail_tensor(&te, te.name, "embedding_length " + std::to_string(d) + " does not fit the " +
+                                    std::string(type_name(te.type)) + " block");
+    embd_ = {te.type, te.data, dense_row_bytes(te.type, d), static_cast<std::int64_t>(te.ne[1]), d};
+    if (c.n_vocab != 0 && c.n_vocab != embd_.rows)
+      detail::file_error(file_, detail::key_offset(file_, c.arch + ".vocab_size"),
+                         "key '" + c.arch + ".vocab_size' is " + std::to_string(c.n_vocab) +
+                             " but token_embd.weight has " + std::to_string(embd_.rows) + " rows");
+    cfg_.n_vocab = embd_.rows;
+    output_norm_ = f32_vector(need("output_norm.weight"), d);
+    has_output_weight_ = file_.find_tensor("output.weight") != nullptr;
+    rope_freqs_ = f32_optional("rope_freqs.weight", c.n_rot / 2);
+
+    std::vector<pending_repack> plan;
+    blocks_.resize(static_cast<std::size_t>(c.n_layer));
+    for (std::int64_t l = 0; l < c.n_layer; ++l) {
+      block_weights& b = blocks_[static_cast<std::size_t>(l)];
+      const std::string p = "blk." + std::to_string(l) + ".";
+      b.attn_norm = f32_vector(need(p + "attn_norm.weight"), d);
+      b.attn_sub_norm = f32_vector(need(p + "attn_sub_norm.weight"), d);
+      b.ffn_norm = f32_vector(need(p + "ffn_norm.weight"), d);
+      b.ffn_sub_norm = f32_vector(need(p + "ffn_sub_norm.weight"), ff);
+      plan_linear(p + "attn_q", d, d, b.q, plan);
+      plan_linear(p + "attn_k", d, dkv, b.k, plan);
+      plan_linear(p + "attn_v", d, dkv, b.v, plan);
+      plan_linear(p + "attn_output", d, d, b.o, plan);
+      plan_linear(p + "ffn_gate", d, ff, b.gate, plan);
+      plan_linear(p + "ffn_up", d, ff, b.up, plan);
+      plan_linear(p + "ffn_down", ff, d, b.down, plan);
+    }
+
+    // Repack every ternary tensor once, tensors spread over the pool's threads.
+    const int block = ks_.block();
+    std::vector<std::string> errors(plan.size());
+    pool.run([&](int i, int nt) {
+      for (std::size_t j = static_cast<std::size_t>(i); j < plan.size(); j += static_cast<std::size_t>(nt)) {
+        const auto& pr = plan[j];
+        try {
+          pr.dst->w = repack(pr.t->type, pr.t->bytes(), static_cast<std::int64_t>(pr.t->ne[0]),
+                             static_cast<std::int64_t>(pr.t->ne[1]), block);
+        } catch (const std::exception& e) {
+          errors[j] = e.what();
+        }
+      }
+    });
+    for (std::size_t j = 0; j < plan.size(); ++j)
+      if (!errors[j].empty()) fail_tensor(plan[j].t, plan[j].t->name, errors[j]);
+    for (const auto& pr : plan) repacked_bytes_ += pr.dst->w.packed_bytes();
+  }
+
+  gguf::file file_;
+  config cfg_;
+  act_quant act_ = act_quant::per_token;
+  kernel_set ks_;
+  dense_kernels dk_;
+  std::vector<block_weights> blocks_;
+  dense_view embd_;
+  const float* output_norm_ = nullptr;
+  const float* rope_freqs_ = nullptr;
+  bool has_output_weight_ = false;
+  std::string ternary_types_;
+  std::size_t repacked_bytes_ = 0;
+  std::vector<std::vector<float>> owned_;  // F32 tensors that were not 4-byte aligned in the file
+};
+
+// ================================================================ forward
+
+// eval() would pass the end of the context.
+class context_full : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+// RMSNorm as ggml: sum of float squares in double, mean stored as float, 1/sqrtf(mean + eps),
+// x * scale, then * g (separate rounding steps). y may alias x.
+inline void rms_norm(const float* x, const float* g, float* y, std::int64_t n, float eps) noexcept {
+  double sum = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = x[i] * scale;
+    y[i] = v * g[i];
+  }
+}
+
+// Dot product with 8 independent lanes (vectorizes without reassociation flags); fixed order.
+inline float dot(const float* a, const float* b, std::int64_t n) noexcept {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+inline void axpy(float* y, float a, const float* x, std::int64_t n) noexcept {
+  for (std::int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+}  // namespace detail
+
+class session {
+ public:
+  // n_ctx: positions the KV cache holds; n_batch: tokens per prefill chunk (scratch rows).
+  session(const model& m, thread_pool& pool, std::int64_t n_ctx, std::int64_t n_batch = 64)
+      : m_(&m), pool_(&pool), n_ctx_(n_ctx), n_batch_(n_batch) {
+    const config& c = m.cfg();
+    if (n_ctx <= 0) throw std::invalid_argument("session: the context size must be positive");
+    if (n_batch <= 0) throw std::invalid_argument("session: the batch size must be positive");
+    n_batch_ = std::min(n_batch_, n_ctx_);
+    const std::int64_t d = c.n_embd, dkv = c.n_embd_kv(), ff = c.n_ff, T = n_batch_;
+    const auto sz = [](std::int64_t n) { return static_cast<std::size_t>(n); };
+    x_.resize(sz(T * d));
+    h_.resize(sz(T * d));
+    q_.resize(sz(T * d));
+    k_.resize(sz(T * dkv));
+    v_.resize(sz(T * dkv));
+    att_.resize(sz(T * d));
+    tmp_.resize(sz(T * d));
+    g_.resize(sz(T * ff));
+    u_.resize(sz(T * ff));
+    kcache_.resize(sz(c.n_layer * n_ctx_ * dkv));
+    vcache_.resize(sz(c.n_layer * n_ctx_ * dkv));
+    scores_.resize(sz(pool.size() * n_ctx_));
+    logits_.resize(sz(c.n_vocab));
+    // Grow the quantized-activation buffers to their largest shape now, so eval() never does.
+    {
+      const std::int64_t K = std::max(d, ff);
+      const std::vector<float> zeros(sz(T * K), 0.0f);
+      xq_.quantize(zeros.data(), T, K, K, act_quant::per_token);
+      head_x_.prepare_batch(m.token_embd().type, zeros.data(), 1, d, d);
+    }
+    // RoPE table: cos/sin of theta_i(p) for every position, ggml's float recurrence.
+    const std::int64_t half = c.n_rot / 2;
+    rope_.resize(sz(2 * n_ctx_ * half));
+    const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.n_rot));
+    for (std::int64_t p = 0; p < n_ctx_; ++p) {
+      float theta = static_cast<float>(p);
+      for (std::int64_t i = 0; i < half; ++i) {
+        const float t = m.rope_freqs() ? theta / m.rope_freqs()[i] : theta;
+        rope_[sz(2 * (p * half + i))] = std::cos(t);
+        rope_[sz(2 * (p * half + i) + 1)] = std::sin(t);
+        theta *= theta_scale;
+      }
+    }
+  }
+
+  std::int64_t n_ctx() const noexcept { return n_ctx_; }
+  std::int64_t n_batch() const noexcept { return n_batch_; }
+  std::int64_t pos() const noexcept { return pos_; }
+  void reset() noexcept { pos_ = 0; }  // cached keys/values are overwritten as positions are reused
+  std::size_t kv_bytes() const noexcept { return (kcache_.size() + vcache_.size()) * sizeof(float); }
+
+  // Evaluates `tokens` at positions pos() .. pos()+n-1 and advances pos(). Returns the logits
+  // of the last token (n_vocab floats) or, with all_logits, of every token (n rows of n_vocab).
+  // Throws context_full (and evaluates nothing) if the tokens do not fit in the context, and
+  // std::out_of_range for a token id outside the vocabulary.
+  std::span<const float> eval(std::span<const std::int32_t> tokens, bool all_logits = false) {
+    const std::int64_t n = static_cast<std::int64_t>(tokens.size());
+    const std::int64_t V = m_->cfg().n_vocab;
+    if (n == 0) throw std::invalid_argument("eval: no tokens");
+    for (const std::int32_t id : tokens)
+      if (id < 0 || id >= V)
+        throw std::out_of_range("eval: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                std::to_string(V) + " tokens");
+    if (pos_ + n > n_ctx_)
+      throw context_full("context full: " + std::to_string(n) + " more token" + (n == 1 ? "" : "s") +
+                         " at position " + std::to_string(pos_) + " would pass the context size of " +
+                         std::to_string(n_ctx_) + " (-c)");
+    if (all_logits && logits_all_.size() < static_cast<std::size_t>(n * V))
+      logits_all_.resize(static_cast<std::size_t>(n * V));
+    for (std::int64_t i = 0; i < n; i += n_batch_) {
+      const std::int64_t T = std::min(n_batch_, n - i);
+      const head_mode hm = all_logits ? head_mode::all : (i + T == n ? head_mode::last : head_mode::none);
+      forward(tokens.data() + i, T, hm, all_logits ? logits_all_.data() + i * V : logits_.data());
+    }
+    if (all_logits) return {logits_all_.data(), static_cast<std::size_t>(n * V)};
+    return {logits_.data(), static_cast<std::size_t>(V)};
+  }
+
+ private:
+  enum class head_mode { none, last, all };
+  static constexpr std::int64_t kRowGrain = 16;  // matmul rows per split unit (keeps tiles and cache lines whole)
+
+  struct mm_job {
+    const linear* L;
+    float* y;
+    std::int64_t ldy;
+  };
+
+  // y = W·xq_ for up to three projections sharing the quantized input, rows split over threads.
+  void matmul(std::initializer_list<mm_job> jobs, std::int64_t T) {
+    std::int64_t total = 0;
+    for (const auto& j : jobs) total += j.L->w.M;
+    const kernel_set& ks = m_->kernels();
+    pool_->parallel_for(total, kRowGrain, [&](std::int64_t b, std::int64_t e) {
+      std::int64_t off = 0;
+      for (const auto& j : jobs) {
+        const std::int64_t M = j.L->w.M, r0 = std::max(b, off) - off, r1 = std::min(e, off + M) - off;
+        off += M;
+        if (r0 >= r1) continue;
+        if (T == 1) {
+          ks.gemv.fn(j.L->w, xq_, 0, j.y, r0, r1);
+        } else {
+          ks.gemm.fn(j.L->w, xq_, j.y, j.ldy, r0, r1);
+        }
+        if (j.L->has_scale || j.L->bias) {
+          for (std::int64_t t = 0; t < T; ++t) {
+            float* y = j.y + t * j.ldy;
+            if (j.L->has_scale)
+              for (std::int64_t r = r0; r < r1; ++r) y[r] *= j.L->scale;
+            if (j.L->bias)
+              for (std::int64_t r = r0; r < r1; ++r) y[r] += j.L->bias[r];
+          }
+        }
+      }
+    });
+  }
+
+  void quantize(const float* x, std::int64_t T, std::int64_t K) { xq_.quantize(x, T, K, K, m_->activation_mode()); }
+
+  void norm_rows(const float* x, const float* g, float* y, std::int64_t T, std::int64_t n) {
+    const float eps = m_->cfg().norm_eps;
+    pool_->parallel_for(T, 4, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t t = b; t < e; ++t) detail::rms_norm(x + t * n, g, y + t * n, n, eps);
+    });
+  }
+
+  // NeoX rotation of one head vector at position p: pairs (i, i + n_rot/2).
+  void rope(float* v, std::int64_t p) const noexcept {
+    const std::int64_t half = m_->cfg().n_rot / 2;
+    const float* cs = rope_.data() + 2 * p * half;
+    for (std::int64_t i = 0; i < half; ++i) {
+      const float c = cs[2 * i], s = cs[2 * i + 1];
+      const float a = v[i], b = v[i + half];
+      v[i] = a * c - b * s;
+      v[i + half] = a * s + b * c;
+    }
+  }
+
+  // Cache layout per layer: [kv_head][position][head_dim] (one head's keys are contiguous).
+  float* kv_at(aligned_buffer<float>& cache, std::int64_t l, std::int64_t kvh, std::int64_t p) noexcept {
+    const config& c = m_->cfg();
+    return cache.data() + ((l * c.n_head_kv + kvh) * n_ctx_ + p) * c.head_dim;
+  }
+
+  void rope_and_store(std::int64_t l, std::int64_t p0, std::int64_t T) {
+    const config& c = m_->cfg();
+    const std::int64_t d = c.n_embd, dkv = c.n_embd_kv(), hd = c.head_dim;
+    pool_->parallel_for(T, 8, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t t = b; t < e; ++t) {
+        const std::int64_t p = p0 + t;
+        for (std::int64_t h = 0; h < c.n_head; ++h) rope(q_.data() + t * d + h * hd, p);
+        for (std::int64_t h = 0; h < c.n_head_kv; ++h) {
+          float* k = k_.data() + t * dkv + h * hd;
+          rope(k, p);
+          std::memcpy(kv_at(kcache_, l, h, p), k, static_cast<std::size_t>(hd) * sizeof(float));
+          std::memcpy(kv_at(vcache_, l, h, p), v_.data() + t * dkv + h * hd, static_cast<std::size_t>(hd) * sizeof(float));
+        }
+      }
+    });
+  }
+
+  // One query (token t of the chunk, head h) against cached positions 0 .. p0+t.
+  void attend(std::int64_t l, std::int64_t p0, std::int64_t t, std::int64_t h, float* s) {
+    const config& c = m_->cfg();
+    const std::int64_t hd = c.head_dim, p = p0 + t, kvh = h / c.n_gqa();
+    const float* q = q_.data() + t * c.n_embd + h * hd;
+    const float* K = kv_at(kcache_, l, kvh, 0);
+    const float* Vc = kv_at(vcache_, l, kvh, 0);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::int64_t j = 0; j <= p; ++j) {
+      s[j] = detail::dot(q, K + j * hd, hd) * scale;
+      mx = std::max(mx, s[j]);
+    }
+    double sum = 0.0;
+    for (std::int64_t j = 0; j <= p; ++j) {
+      s[j] = std::exp(s[j] - mx);
+      sum += static_cast<double>(s[j]);
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    float* o = att_.data() + t * c.n_embd + h * hd;
+    std::fill(o, o + hd, 0.0f);
+    for (std::int64_t j = 0; j <= p; ++j) detail::axpy(o, s[j] * inv, Vc + j * hd, hd);
+  }
+
+  void attention(std::int64_t l, std::int64_t p0, std::int64_t T) {
+    const std::int64_t H = m_->cfg().n_head, n = T * H;
+    pool_->run([&](int i, int nt) {
+      const auto [b, e] = thread_pool::split(n, 1, i, nt);
+      float* s = scores_.data() + static_cast<std::int64_t>(i) * n_ctx_;
+      for (std::int64_t w = b; w < e; ++w) attend(l, p0, w / H, w % H, s);
+    });
+  }
+
+  // a = act(g) ⊙ u, row by row.
+  void glu(std::int64_t T) {
+    const std::int64_t ff = m_->cfg().n_ff;
+    const bool silu = m_->cfg().act == ffn_activation::silu;
+    pool_->parallel_for(T, 4, [&](std::int64_t b, std::int64_t e) {
+      float* g = g_.data();
+      const float* u = u_.data();
+      for (std::int64_t i = b * ff; i < e * ff; ++i) {
+        float a;
+        if (silu) {
+          a = g[i] / (1.0f + std::exp(-g[i]));
+        } else {
+          const float r = std::max(g[i], 0.0f);
+          a = r * r;
+        }
+        g[i] = a * u[i];
+      }
+    });
+  }
+
+  void add_rows(float* x, const float* y, std::int64_t n) noexcept {
+    for (std::int64_t i = 0; i < n; ++i) x[i] += y[i];
+  }
+
+  void forward(const std::int32_t* tok, std::int64_t T, head_mode hm, float* logits) {
+    const model& m = *m_;
+    const config& c = m.cfg();
+    const std::int64_t d = c.n_embd, dkv = c.n_embd_kv(), ff = c.n_ff, p0 = pos_;
+    const dense_view& E = m.token_embd();
+    for (std::int64_t t = 0; t < T; ++t)
+      dequantize_row(E.type, E.data + static_cast<std::size_t>(tok[t]) * E.row_bytes, x_.data() + t * d, d);
+
+    for (std::int64_t l = 0; l < c.n_layer; ++l) {
+      const block_weights& B = m.blocks()[static_cast<std::size_t>(l)];
+      // attention
+      norm_rows(x_.data(), B.attn_norm, h_.data(), T, d);
+      quantize(h_.data(), T, d);
+      matmul({{&B.q, q_.data(), d}, {&B.k, k_.data(), dkv}, {&B.v, v_.data(), dkv}}, T);
+      rope_and_store(l, p0, T);
+      attention(l, p0, T);
+      norm_rows(att_.data(), B.attn_sub_norm, att_.data(), T, d);
+      quantize(att_.data(), T, d);
+      matmul({{&B.o, tmp_.data(), d}}, T);
+      add_rows(x_.data(), tmp_.data(), T * d);
+      // feed-forward
+      norm_rows(x_.data(), B.ffn_norm, h_.data(), T, d);
+      quantize(h_.data(), T, d);
+      matmul({{&B.gate, g_.data(), ff}, {&B.up, u_.data(), ff}}, T);
+      glu(T);
+      norm_rows(g_.data(), B.ffn_sub_norm, g_.data(), T, ff);
+      quantize(g_.data(), T, ff);
+      matmul({{&B.down, tmp_.data(), d}}, T);
+      add_rows(x_.data(), tmp_.data(), T * d);
+    }
+    pos_ += T;
+
+    if (hm == head_mode::none) return;
+    const std::int64_t first = hm == head_mode::all ? 0 : T - 1, rows = T - first;
+    norm_rows(x_.data() + first * d, m.output_norm(), h_.data(), rows, d);
+    head_x_.prepare_batch(E.type, h_.data(), rows, d, d);
+    const dense_kernels& dk = m.head_kernels();
+    const std::int64_t V = c.n_vocab;
+    pool_->parallel_for(V, 64, [&](std::int64_t b, std::int64_t e) {
+      if (rows == 1) {
+        dense_gemv(dk, E.type, E.data, E.row_bytes, head_x_, logits, b, e);
+      } else {
+        dense_gemm(dk, E.type, E.data, E.row_bytes, head_x_, logits, static_cast<std::size_t>(V), b, e);
+      }
+    });
+  }
+
+  const model* m_;
+  thread_pool* pool_;
+  std::int64_t n_ctx_, n_batch_, pos_ = 0;
+  aligned_buffer<float> x_, h_, q_, k_, v_, att_, tmp_, g_, u_;  // [n_batch][width] scratch
+  aligned_buffer<float> kcache_, vcache_;                        // [layer][kv_head][n_ctx][head_dim]
+  aligned_buffer<float> scores_;                                 // [thread][n_ctx]
+  aligned_buffer<float> rope_;                                   // [n_ctx][n_rot/2][cos, sin]
+  std::vector<float> logits_, logits_all_;
+  activations xq_;
+  dense_activation head_x_;
+};
+
+}  // namespace bitnet::run

@@ -1,0 +1,500 @@
+// tests/test_model.cpp - the runner's forward pass (examples/bitnet-generate/model.hpp) against
+// an independent reference written here for clarity: weights are the plain ternary values and
+// scales the synthetic model was built from (tests/model_builder.hpp), arithmetic is double,
+// and nothing from the library's kernels, repacking or activation code is used. The one step
+// done in float is the activation quantization, because it is part of the model definition
+// (ternary-formats.md 1.4 per token, 2.3 per block): the reference quantizes exactly as the
+// spec writes it.
+//
+// Tolerance (logits). Without quantization the runner's float arithmetic differs from the
+// double reference by float rounding only: NMSE (sum of squared errors / sum of squared
+// reference logits) ~1e-14 after two layers. The quantizers are discontinuous, though: when
+// some x·s_x lies within ~1e-5 of a rounding boundary the two sides may round it differently,
+// and the change of one int8 step propagates (through the KV cache, to later positions too).
+// Measured on these models: one such flip (a tie at distance 2e-6) gave NMSE 3e-4 and a
+// largest error of 5% of RMS(logits). Structural errors, measured by planting them in the
+// reference: RoPE on adjacent pairs NMSE 7e-3 .. 0.75, RoPE exponent -i/hd instead of -2i/hd
+// 3e-3 .. 0.55, the wrong GQA head mapping (h % n_kv) 0.9 .. 1.6, attn_sub_norm left out
+// 0.14 .. 0.36, SiLU and ReLU² swapped 0.06 .. 0.2. So each position must satisfy
+// NMSE <= 1e-3 and max |error| <= 0.1 x RMS(logits). The test prints the largest NMSE seen.
+//
+// Prefill vs decode, and thread counts: the runner computes each row and each query with the
+// same code whatever the batch or the split, so these are compared bit for bit.
+#include <gtest/gtest.h>
+
+#include <algorithm>  // std::max
+#include <cmath>      // std::sqrt, std::exp, std::pow, std::nearbyint
+#include <cstdint>    // fixed-width integers
+#include <cstring>    // std::memcmp
+#include <random>     // token ids
+#include <string>     // names
+#include <vector>     // data
+
+#include "bitnet-generate/model.hpp"
+#include "model_builder.hpp"
+
+namespace {
+
+using bitnet::act_quant;
+using bitnet::tensor_type;
+using bitnet::test::synth_linear;
+using bitnet::test::synth_model;
+using bitnet::test::synth_spec;
+using vec = std::vector<double>;
+
+// ---------------------------------------------------------------- the reference
+
+// Spec 1.4: amax in double (floored at 1e-5), s = float(127/amax), q = clamp(rne(x*s)) with a
+// float product. Returns q and 1/s (the factor that turns the integer sums back into floats).
+struct quantized {
+  std::vector<int> q;
+  std::vector<double> inv_scale;  // per element: 1/s (per token) or d of its 256-block (Q8_K)
+};
+
+quantized quantize_per_token(const vec& xd) {
+  quantized r;
+  std::vector<float> x(xd.begin(), xd.end());
+  double amax = 1e-5;
+  for (float v : x) amax = std::max(amax, static_cast<double>(std::fabs(v)));
+  const float s = static_cast<float>(127.0 / amax);
+  for (float v : x) {
+    const float prod = v * s;
+    r.q.push_back(std::clamp(static_cast<int>(std::nearbyint(prod)), -128, 127));
+    r.inv_scale.push_back(1.0 / static_cast<double>(s));
+  }
+  return r;
+}
+
+// Spec 2.3 (ggml Q8_K): per 256: vmax = the first x of largest |x|, iscale = -127/vmax,
+// q = min(127, rne(iscale*x)), d = 1/iscale (all-zero block: d = 0).
+quantized quantize_per_block(const vec& xd) {
+  quantized r;
+  std::vector<float> x(xd.begin(), xd.end());
+  for (std::size_t b = 0; b < x.size(); b += 256) {
+    float amax = 0.0f, vmax = 0.0f;
+    for (std::size_t j = b; j < b + 256; ++j)
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        vmax = x[j];
+      }
+    const float iscale = amax == 0.0f ? 0.0f : -127.0f / vmax;
+    const double d = amax == 0.0f ? 0.0 : static_cast<double>(1.0f / iscale);
+    for (std::size_t j = b; j < b + 256; ++j) {
+      r.q.push_back(amax == 0.0f ? 0 : std::min(127, static_cast<int>(std::nearbyint(iscale * x[j]))));
+      r.inv_scale.push_back(d);
+    }
+  }
+  return r;
+}
+
+vec linear(const synth_linear& L, const vec& x, act_quant mode) {
+  const quantized xq = mode == act_quant::per_token ? quantize_per_token(x) : quantize_per_block(x);
+  vec y(static_cast<std::size_t>(L.M));
+  for (std::int64_t m = 0; m < L.M; ++m) {
+    double acc = 0.0;
+    for (std::int64_t k = 0; k < L.K; ++k) {
+      const auto kk = static_cast<std::size_t>(k);
+      acc += L.weight(m, k) * xq.q[kk] * xq.inv_scale[kk];
+    }
+    if (L.has_tensor_scale) acc *= L.tensor_scale;
+    if (!L.bias.empty()) acc += L.bias[static_cast<std::size_t>(m)];
+    y[static_cast<std::size_t>(m)] = acc;
+  }
+  return y;
+}
+
+vec rms_norm(const vec& x, const std::vector<float>& g, double eps) {
+  double ss = 0.0;
+  for (double v : x) ss += v * v;
+  const double r = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
+  vec y(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] * r * g[i];
+  return y;
+}
+
+// NeoX RoPE: element i pairs with i + hd/2; theta_i = p * base^(-2i/hd).
+void rope(vec& v, std::int64_t n_heads, std::int64_t hd, std::int64_t p, double base) {
+  for (std::int64_t h = 0; h < n_heads; ++h)
+    for (std::int64_t i = 0; i < hd / 2; ++i) {
+      const double th = static_cast<double>(p) * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+      const auto a_i = static_cast<std::size_t>(h * hd + i), b_i = static_cast<std::size_t>(h * hd + i + hd / 2);
+      const double a = v[a_i], b = v[b_i];
+      v[a_i] = a * std::cos(th) - b * std::sin(th);
+      v[b_i] = a * std::sin(th) + b * std::cos(th);
+    }
+}
+
+// Logits at every position of `tokens`, evaluated from position 0.
+std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::int32_t>& tokens, act_quant mode) {
+  const synth_spec& s = M.spec;
+  const std::int64_t d = s.n_embd, H = s.n_head, Hkv = s.n_head_kv, hd = d / H, group = H / Hkv;
+  const double eps = s.eps;
+  std::vector<std::vector<vec>> kc(static_cast<std::size_t>(s.n_layer)), vc(kc.size());
+  std::vector<vec> out;
+  for (std::size_t p = 0; p < tokens.size(); ++p) {
+    vec x(static_cast<std::size_t>(d));
+    for (std::int64_t i = 0; i < d; ++i) x[static_cast<std::size_t>(i)] = M.embd[static_cast<std::size_t>(tokens[p] * d + i)];
+    for (std::size_t l = 0; l < M.layers.size(); ++l) {
+      const auto& L = M.layers[l];
+      vec h = rms_norm(x, L.attn_norm, eps);
+      vec q = linear(L.q, h, mode), k = linear(L.k, h, mode), v = linear(L.v, h, mode);
+      rope(q, H, hd, static_cast<std::int64_t>(p), s.rope_base);
+      rope(k, Hkv, hd, static_cast<std::int64_t>(p), s.rope_base);
+      kc[l].push_back(k);
+      vc[l].push_back(v);
+      vec att(static_cast<std::size_t>(d), 0.0);
+      for (std::int64_t head = 0; head < H; ++head) {
+        const std::int64_t kvh = head / group;  // consecutive query heads share a KV head
+        vec sc(p + 1);
+        double mx = -1e300;
+        for (std::size_t j = 0; j <= p; ++j) {
+          double dot = 0.0;
+          for (std::int64_t i = 0; i < hd; ++i)
+            dot += q[static_cast<std::size_t>(head * hd + i)] * kc[l][j][static_cast<std::size_t>(kvh * hd + i)];
+          sc[j] = dot / std::sqrt(static_cast<double>(hd));
+          mx = std::max(mx, sc[j]);
+        }
+        double sum = 0.0;
+        for (double& e : sc) sum += (e = std::exp(e - mx));
+        for (std::size_t j = 0; j <= p; ++j)
+          for (std::int64_t i = 0; i < hd; ++i)
+            att[static_cast<std::size_t>(head * hd + i)] += sc[j] / sum * vc[l][j][static_cast<std::size_t>(kvh * hd + i)];
+      }
+      att = rms_norm(att, L.attn_sub_norm, eps);
+      const vec o = linear(L.o, att, mode);
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+      h = rms_norm(x, L.ffn_norm, eps);
+      const vec g = linear(L.gate, h, mode), u = linear(L.up, h, mode);
+      vec a(g.size());
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        const double act = s.arch == "bitnet" ? g[i] / (1.0 + std::exp(-g[i])) : std::max(g[i], 0.0) * std::max(g[i], 0.0);
+        a[i] = act * u[i];
+      }
+      a = rms_norm(a, L.ffn_sub_norm, eps);
+      const vec dn = linear(L.down, a, mode);
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] += dn[i];
+    }
+    vec xn = rms_norm(x, M.output_norm, eps);
+    // The head's input as its weight type defines it (spec 4.1): F16 weights see x in fp16.
+    if (s.head_type == tensor_type::f16)
+      for (double& e : xn) e = bitnet::fp16_to_f32(bitnet::f32_to_fp16(static_cast<float>(e)));
+    vec logits(static_cast<std::size_t>(s.n_vocab));
+    for (std::int64_t t = 0; t < s.n_vocab; ++t) {
+      double acc = 0.0;
+      for (std::int64_t i = 0; i < d; ++i) acc += M.embd[static_cast<std::size_t>(t * d + i)] * xn[static_cast<std::size_t>(i)];
+      logits[static_cast<std::size_t>(t)] = acc;
+    }
+    out.push_back(std::move(logits));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- helpers
+
+using bitnet::run::model;
+using bitnet::run::session;
+using bitnet::run::thread_pool;
+
+model load(const synth_model& sm, thread_pool& pool, act_quant mode = act_quant::per_token,
+           bitnet::kernel_options ko = {}) {
+  bitnet::run::load_options o;
+  o.kernels = ko;
+  o.activations = mode;
+  return model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
+}
+
+std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab, std::uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(vocab - 1));
+  std::vector<std::int32_t> t(n);
+  for (auto& x : t) x = d(g);
+  return t;
+}
+
+// Decodes the tokens one by one; returns each position's logits.
+std::vector<std::vector<float>> decode_each(session& s, const std::vector<std::int32_t>& toks) {
+  std::vector<std::vector<float>> out;
+  for (const std::int32_t t : toks) {
+    const auto l = s.eval(std::span<const std::int32_t>(&t, 1));
+    out.emplace_back(l.begin(), l.end());
+  }
+  return out;
+}
+
+double rms(const vec& v) {
+  double s = 0.0;
+  for (double x : v) s += x * x;
+  return std::sqrt(s / static_cast<double>(v.size()));
+}
+
+struct case_t {
+  std::string name;
+  synth_spec spec;
+  act_quant mode = act_quant::per_token;
+};
+
+std::vector<case_t> cases() {
+  std::vector<case_t> c;
+  synth_spec s;
+  // bitnet-b1.58: GQA 8/2 heads of 32, I2_S, F16 head.
+  s.arch = "bitnet-b1.58";
+  c.push_back({"b158_gqa_i2s_f16head", s});
+  // bitnet-25: MHA 4 heads of 64, TQ2_0 with per-block scales, F32 head.
+  s = {};
+  s.arch = "bitnet-25";
+  s.n_head = s.n_head_kv = 4;
+  s.wtype = tensor_type::tq2_0;
+  s.per_block_scales = true;
+  s.head_type = tensor_type::f32;
+  s.seed = 2;
+  c.push_back({"b25_mha_tq2_perblock_f32head", s});
+  // bitnet (SiLU): MHA, TQ1_0, F16 head, per-tensor scales and biases (optional tensors).
+  s = {};
+  s.arch = "bitnet";
+  s.n_head = s.n_head_kv = 4;
+  s.wtype = tensor_type::tq1_0;
+  s.tensor_scales = true;
+  s.biases = true;
+  s.seed = 3;
+  c.push_back({"bitnet_mha_tq1_scales_biases", s});
+  // bitnet (SiLU), GQA 6/2 heads of 64, I2_S with K = 384 and n_ff = 640 (padded rows), F32 head.
+  s = {};
+  s.arch = "bitnet";
+  s.n_embd = 384;
+  s.n_ff = 640;
+  s.n_head = 6;
+  s.n_head_kv = 2;
+  s.head_type = tensor_type::f32;
+  s.rope_base = 500000.0f;
+  s.n_vocab = 333;
+  s.seed = 4;
+  c.push_back({"bitnet_gqa_i2s_padded", s});
+  // bitnet-b1.58, TQ2_0, per-block (Q8_K) activations.
+  s = {};
+  s.wtype = tensor_type::tq2_0;
+  s.n_layer = 3;
+  s.seed = 5;
+  c.push_back({"b158_tq2_q8k_activations", s, act_quant::per_block});
+  return c;
+}
+
+class ModelCase : public ::testing::TestWithParam<case_t> {};
+
+// ---------------------------------------------------------------- tests
+
+TEST_P(ModelCase, DecodeMatchesReference) {
+  const case_t& tc = GetParam();
+  const synth_model sm = bitnet::test::make_model(tc.spec);
+  thread_pool pool(2);
+  const model m = load(sm, pool, tc.mode);
+  const auto toks = random_tokens(9, tc.spec.n_vocab, 11);
+  const auto ref = reference_forward(sm, toks, tc.mode);
+  session s(m, pool, 16);
+  const auto got = decode_each(s, toks);
+  double worst = 0.0;
+  int tight = 0;
+  for (std::size_t p = 0; p < toks.size(); ++p) {
+    double se = 0.0, sr = 0.0, err = 0.0;
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < ref[p].size(); ++i) {
+      const double e = static_cast<double>(got[p][i]) - ref[p][i];
+      se += e * e;
+      sr += ref[p][i] * ref[p][i];
+      if (std::fabs(e) > err) {
+        err = std::fabs(e);
+        at = i;
+      }
+    }
+    const double nmse = se / sr, scale = rms(ref[p]);
+    worst = std::max(worst, nmse);
+    tight += nmse <= 1e-10;
+    EXPECT_LE(nmse, 1e-3) << tc.name << ": position " << p;
+    EXPECT_LE(err, 0.1 * scale) << tc.name << ": position " << p << ", logit " << at << ": runner " << got[p][at]
+                                << ", reference " << ref[p][at] << " (rms " << scale << ")";
+  }
+  // For these seeds most positions see no flip; checked so that a loss of float accuracy
+  // (say, an f16 step somewhere) would show even where it stays under the loose bound.
+  EXPECT_GE(tight, static_cast<int>(toks.size()) / 2) << tc.name;
+  std::printf("[ %s ] largest NMSE over %zu positions: %.3g; %d positions at float precision (NMSE <= 1e-10)\n",
+              tc.name.c_str(), toks.size(), worst, tight);
+}
+
+TEST_P(ModelCase, PrefillEqualsDecode) {
+  const case_t& tc = GetParam();
+  const synth_model sm = bitnet::test::make_model(tc.spec);
+  thread_pool pool(2);
+  const model m = load(sm, pool, tc.mode);
+  const auto toks = random_tokens(9, tc.spec.n_vocab, 12);
+  const std::int64_t V = tc.spec.n_vocab;
+
+  session dec(m, pool, 16);
+  const auto one_by_one = decode_each(dec, toks);
+
+  // All 9 positions in one prefill, and in chunks of 4 (4 + 4 + 1).
+  for (const std::int64_t batch : {16, 4}) {
+    session pre(m, pool, 16, batch);
+    const auto all = pre.eval(toks, true);
+    ASSERT_EQ(all.size(), toks.size() * static_cast<std::size_t>(V));
+    for (std::size_t p = 0; p < toks.size(); ++p)
+      EXPECT_EQ(0, std::memcmp(all.data() + p * static_cast<std::size_t>(V), one_by_one[p].data(),
+                               static_cast<std::size_t>(V) * sizeof(float)))
+          << tc.name << ": batch " << batch << ", position " << p;
+  }
+  // Prefill 5 (last logits only), then decode 4.
+  session mixed(m, pool, 16, 3);
+  const auto last = mixed.eval(std::span<const std::int32_t>(toks.data(), 5));
+  EXPECT_EQ(0, std::memcmp(last.data(), one_by_one[4].data(), static_cast<std::size_t>(V) * sizeof(float)));
+  for (std::size_t p = 5; p < toks.size(); ++p) {
+    const auto l = mixed.eval(std::span<const std::int32_t>(&toks[p], 1));
+    EXPECT_EQ(0, std::memcmp(l.data(), one_by_one[p].data(), static_cast<std::size_t>(V) * sizeof(float)))
+        << tc.name << ": position " << p;
+  }
+}
+
+TEST_P(ModelCase, ThreadCountDoesNotChangeResults) {
+  const case_t& tc = GetParam();
+  const synth_model sm = bitnet::test::make_model(tc.spec);
+  const auto toks = random_tokens(7, tc.spec.n_vocab, 13);
+  std::vector<std::vector<float>> first;
+  for (const int threads : {1, 2, 3}) {
+    thread_pool pool(threads);
+    const model m = load(sm, pool, tc.mode);
+    session s(m, pool, 16, 4);
+    std::vector<std::vector<float>> got;
+    const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), 5), true);
+    got.emplace_back(pre.begin(), pre.end());
+    for (std::size_t p = 5; p < toks.size(); ++p) {
+      const auto l = s.eval(std::span<const std::int32_t>(&toks[p], 1));
+      got.emplace_back(l.begin(), l.end());
+    }
+    if (first.empty()) {
+      first = got;
+      continue;
+    }
+    ASSERT_EQ(got.size(), first.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+      EXPECT_EQ(got[i], first[i]) << tc.name << ": " << threads << " threads, step " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Synthetic, ModelCase, ::testing::ValuesIn(cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(Model, ForcedScalarKernelsAgree) {
+  // Scalar ternary kernels give the same integers and epilogue; only the head's float
+  // accumulation order differs (a few ulps of the logits).
+  const synth_model sm = bitnet::test::make_model({});
+  thread_pool pool(2);
+  const model best = load(sm, pool);
+  bitnet::kernel_options ko;
+  ko.arch = "scalar";
+  const model scalar = load(sm, pool, act_quant::per_token, ko);
+  EXPECT_NE(scalar.kernels().gemv.name.find("/scalar/"), std::string::npos) << scalar.kernels().gemv.name;
+  EXPECT_NE(scalar.head_kernel_name().find("/scalar"), std::string::npos);
+  const auto toks = random_tokens(5, 300, 14);
+  session a(best, pool, 8), b(scalar, pool, 8);
+  const auto la = a.eval(toks, true);
+  const auto lb = b.eval(toks, true);
+  const std::vector<float> va(la.begin(), la.end()), vb(lb.begin(), lb.end());
+  double worst = 0.0, scale = 0.0;
+  for (std::size_t i = 0; i < va.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::fabs(va[i] - vb[i])));
+    scale = std::max(scale, static_cast<double>(std::fabs(va[i])));
+  }
+  EXPECT_LE(worst, 1e-4 * scale);
+}
+
+TEST(Model, ContextOverflowIsRefused) {
+  const synth_model sm = bitnet::test::make_model({});
+  thread_pool pool(2);
+  const model m = load(sm, pool);
+  const auto toks = random_tokens(6, 300, 15);
+  {
+    session s(m, pool, 5);
+    try {
+      s.eval(toks);  // 6 tokens into 5 positions: nothing is evaluated
+      FAIL() << "expected context_full";
+    } catch (const bitnet::run::context_full& e) {
+      EXPECT_NE(std::string(e.what()).find("context full"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("context size of 5"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(s.pos(), 0);
+    s.eval(std::span<const std::int32_t>(toks.data(), 5));
+    EXPECT_EQ(s.pos(), 5);
+    EXPECT_THROW(s.eval(std::span<const std::int32_t>(toks.data(), 1)), bitnet::run::context_full);
+    EXPECT_EQ(s.pos(), 5);
+    s.reset();
+    EXPECT_NO_THROW(s.eval(std::span<const std::int32_t>(toks.data(), 1)));
+  }
+  session s(m, pool, 8);
+  const std::int32_t bad = 300;
+  EXPECT_THROW(s.eval(std::span<const std::int32_t>(&bad, 1)), std::out_of_range);
+}
+
+// ---------------------------------------------------------------- load errors
+
+std::string load_error(bitnet::gguf::writer& w) {
+  thread_pool pool(1);
+  try {
+    (void)model::load(bitnet::gguf::file::from_memory(w.to_bytes(), "bad.gguf"), {}, pool);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(ModelLoad, ErrorsNameFileKeyAndExpectation) {
+  const auto has = [](const std::string& s, const char* part) { return s.find(part) != std::string::npos; };
+  {
+    synth_model sm = bitnet::test::make_model({});
+    sm.writer.set_string("general.architecture", "llama");
+    const std::string e = load_error(sm.writer);
+    EXPECT_TRUE(has(e, "bad.gguf") && has(e, "'llama'") && has(e, "bitnet-b1.58")) << e;
+  }
+  {
+    synth_model sm = bitnet::test::make_model({});
+    sm.writer.erase("bitnet-b1.58.attention.layer_norm_rms_epsilon");
+    const std::string e = load_error(sm.writer);
+    EXPECT_TRUE(has(e, "bad.gguf") && has(e, "bitnet-b1.58.attention.layer_norm_rms_epsilon")) << e;
+  }
+  {
+    synth_model sm = bitnet::test::make_model({});
+    sm.writer.set_u32("bitnet-b1.58.attention.head_count_kv", 3);
+    const std::string e = load_error(sm.writer);
+    EXPECT_TRUE(has(e, "head_count 8") && has(e, "head_count_kv 3")) << e;
+  }
+  {
+    synth_model sm = bitnet::test::make_model({});
+    sm.writer.set_u32("bitnet-b1.58.feed_forward_length", 768);
+    const std::string e = load_error(sm.writer);
+    EXPECT_TRUE(has(e, "blk.0.ffn_sub_norm.weight") && has(e, "expected [768]")) << e;
+  }
+  {
+    synth_model sm = bitnet::test::make_model({});
+    sm.writer.set_u32("bitnet-b1.58.rope.dimension_count", 16);
+    const std::string e = load_error(sm.writer);
+    EXPECT_TRUE(has(e, "rope.dimension_count 16") && has(e, "head size 32")) << e;
+  }
+  {
+    synth_model sm = bitnet::test::make_model({});
+    sm.writer.set_array("bitnet-b1.58.feed_forward_length", std::vector<std::uint32_t>{512, 768});
+    const std::string e = load_error(sm.writer);
+    EXPECT_TRUE(has(e, "per-layer values differ")) << e;
+  }
+  {
+    // A model without one of its tensors.
+    synth_spec s;
+    s.n_layer = 1;
+    synth_model sm = bitnet::test::make_model(s);
+    bitnet::gguf::writer w;
+    const auto bytes = sm.bytes();
+    const auto f = bitnet::gguf::file::from_memory(bytes, "src.gguf");
+    for (const auto& kv : f.metadata()) w.copy_kv(f, kv.key);
+    for (const auto& t : f.tensors())
+      if (t.name != "blk.0.attn_v.weight") w.add_tensor(t.name, t.type, bitnet::gguf::shape(std::span<const std::uint64_t>(t.ne.data(), t.n_dims)), t.bytes());
+    const std::string e = load_error(w);
+    EXPECT_TRUE(has(e, "missing tensor 'blk.0.attn_v.weight'")) << e;
+  }
+}
+
+}  // namespace
