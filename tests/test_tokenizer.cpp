@@ -5,12 +5,6 @@
 // hand-built vocabularies whose results follow from the algorithm by hand. The Llama-3 vocabulary
 // is not in shared/: scripts/fetch_llama3_tokenizer.sh downloads its tokenizer.json, and the
 // tests that need it skip with a message when it is absent.
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12 at -O2 reports a false -Wstringop-overflow inside std::vector::insert as inlined into
-// bitnet::gguf::writer::header (used below to build a test GGUF). The pragma must precede every
-// include to cover the library code it points at. Drop it once gguf.hpp avoids the pattern.
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#endif
 #include <gtest/gtest.h>
 
 #include <algorithm>   // std::count, std::max
