@@ -117,7 +117,7 @@ class error : public std::runtime_error {
  private:
   static std::string compose(const std::string& file, std::optional<std::uint64_t> offset, const std::string& m) {
     std::string s = file;
-    if (offset) s += ": offset " + std::to_string(*offset);
+    if (offset) s += detail::gguf_msg{} + ": offset " + std::to_string(*offset);
     s += ": ";
     s += m;
     return s;
@@ -175,7 +175,7 @@ inline std::string gguf_printable(std::string_view s, std::size_t max_len = 96) 
       out.push_back(kHex[c & 15]);
     }
   }
-  if (s.size() > max_len) out += "...(" + std::to_string(s.size()) + " bytes)";
+  if (s.size() > max_len) out += detail::gguf_msg{} + "...(" + std::to_string(s.size()) + " bytes)";
   return out;
 }
 
@@ -228,7 +228,7 @@ inline std::string gguf_quoted(std::string_view s, std::size_t max_len = 200) {
     ++i;
   }
   out.push_back('"');
-  if (s.size() > max_len) out += "...(" + std::to_string(s.size()) + " bytes)";
+  if (s.size() > max_len) out += detail::gguf_msg{} + "...(" + std::to_string(s.size()) + " bytes)";
   return out;
 }
 
@@ -315,7 +315,7 @@ class file {
     const kv_info& kv = require(key);
     if (!is_integer(kv.type)) type_error(kv, "an integer");
     const auto v = detail::gguf_load_int(kv.type, at(kv.value_offset));
-    if (v.negative) fail(kv.offset, "key '" + shown(kv.key) + "': value " + std::to_string(v.as_signed()) +
+    if (v.negative) fail(kv.offset, detail::gguf_msg{} + "key '" + shown(kv.key) + "': value " + std::to_string(v.as_signed()) +
                                         " is negative, expected an unsigned integer");
     return v.bits;
   }
@@ -324,7 +324,7 @@ class file {
     if (!is_integer(kv.type)) type_error(kv, "an integer");
     const auto v = detail::gguf_load_int(kv.type, at(kv.value_offset));
     if (!is_signed_integer(kv.type) && v.bits > static_cast<std::uint64_t>(INT64_MAX))
-      fail(kv.offset, "key '" + shown(kv.key) + "': value " + std::to_string(v.bits) + " does not fit in int64");
+      fail(kv.offset, detail::gguf_msg{} + "key '" + shown(kv.key) + "': value " + std::to_string(v.bits) + " does not fit in int64");
     return v.as_signed();
   }
   double get_float(std::string_view key) const {
@@ -397,7 +397,7 @@ class file {
     for (std::size_t i = 0; i < out.size(); ++i) {
       const auto v = detail::gguf_load_int(kv.elem_type, p + sz * i);
       if (!is_signed_integer(kv.elem_type) && v.bits > static_cast<std::uint64_t>(INT64_MAX))
-        fail(kv.offset, "key '" + shown(kv.key) + "': element " + std::to_string(i) + " = " + std::to_string(v.bits) +
+        fail(kv.offset, detail::gguf_msg{} + "key '" + shown(kv.key) + "': element " + std::to_string(i) + " = " + std::to_string(v.bits) +
                             " does not fit in int64");
       out[i] = v.as_signed();
     }
@@ -412,7 +412,7 @@ class file {
     for (std::size_t i = 0; i < out.size(); ++i) {
       const auto v = detail::gguf_load_int(kv.elem_type, p + sz * i);
       if (v.negative)
-        fail(kv.offset, "key '" + shown(kv.key) + "': element " + std::to_string(i) + " = " +
+        fail(kv.offset, detail::gguf_msg{} + "key '" + shown(kv.key) + "': element " + std::to_string(i) + " = " +
                             std::to_string(v.as_signed()) + " is negative, expected an unsigned integer");
       out[i] = v.bits;
     }
@@ -432,7 +432,7 @@ class file {
   std::string value_summary(std::string_view key, std::size_t max_elems = 8) const {
     const kv_info& kv = require(key);
     if (kv.type != value_type::array) return scalar_text(kv.type, kv.value_offset);
-    std::string s = "[" + std::string(value_type_name(kv.elem_type)) + " x " + std::to_string(kv.count) + "]";
+    std::string s = detail::gguf_msg{} + "[" + std::string(value_type_name(kv.elem_type)) + " x " + std::to_string(kv.count) + "]";
     std::uint64_t pos = kv.elements_offset();
     const std::uint64_t shown_n = std::min<std::uint64_t>(kv.count, max_elems);
     for (std::uint64_t i = 0; i < shown_n; ++i) {
@@ -452,7 +452,7 @@ class file {
   }
   const tensor_info& tensor(std::string_view name) const {
     if (const tensor_info* t = find_tensor(name)) return *t;
-    throw error(path_, std::nullopt, "tensor '" + shown(name) + "' not found");
+    throw error(path_, std::nullopt, detail::gguf_msg{} + "tensor '" + shown(name) + "' not found");
   }
 
  private:
@@ -472,7 +472,7 @@ class file {
   }
   const kv_info& require(std::string_view key) const {
     if (const kv_info* kv = find(key)) return *kv;
-    fail(std::nullopt, "key '" + shown(key) + "' not found");
+    fail(std::nullopt, detail::gguf_msg{} + "key '" + shown(key) + "' not found");
   }
   const kv_info& require_array(std::string_view key) const {
     const kv_info& kv = require(key);
@@ -480,14 +480,14 @@ class file {
     return kv;
   }
   static std::string describe(const kv_info& kv) {
-    if (kv.type == value_type::array) return "array of " + std::string(value_type_name(kv.elem_type));
+    if (kv.type == value_type::array) return detail::gguf_msg{} + "array of " + std::string(value_type_name(kv.elem_type));
     return std::string(value_type_name(kv.type));
   }
   [[noreturn]] void type_error(const kv_info& kv, std::string_view expected) const {
-    fail(kv.offset, "key '" + shown(kv.key) + "': expected " + std::string(expected) + ", got " + describe(kv));
+    fail(kv.offset, detail::gguf_msg{} + "key '" + shown(kv.key) + "': expected " + std::string(expected) + ", got " + describe(kv));
   }
   [[noreturn]] void array_type_error(const kv_info& kv, std::string_view expected) const {
-    fail(kv.offset, "key '" + shown(kv.key) + "': expected array of " + std::string(expected) + ", got " + describe(kv));
+    fail(kv.offset, detail::gguf_msg{} + "key '" + shown(kv.key) + "': expected array of " + std::string(expected) + ", got " + describe(kv));
   }
   std::string scalar_text(value_type t, std::uint64_t pos) const {
     const std::uint8_t* p = at(pos);
@@ -515,7 +515,7 @@ class file {
     [[noreturn]] void fail_at(std::uint64_t at_pos, const std::string& msg) const { f->fail(at_pos, context + msg); }
     void need(std::uint64_t n, const char* what) const {
       if (n > left())
-        fail_at(pos, std::string("unexpected end of file reading ") + what + ": need " + std::to_string(n) +
+        fail_at(pos, detail::gguf_msg{} + std::string("unexpected end of file reading ") + what + ": need " + std::to_string(n) +
                          " bytes, " + std::to_string(left()) + " left");
     }
     std::uint32_t u32(const char* what) {
@@ -534,9 +534,9 @@ class file {
       const std::uint64_t start = pos;
       const std::uint64_t n = u64(what);
       if (n > kMaxStringLength)
-        fail_at(start, std::string(what) + " length " + std::to_string(n) + " exceeds the 1 GiB limit");
+        fail_at(start, detail::gguf_msg{} + std::string(what) + " length " + std::to_string(n) + " exceeds the 1 GiB limit");
       if (n > left())
-        fail_at(start, std::string(what) + " length " + std::to_string(n) + " exceeds the " +
+        fail_at(start, detail::gguf_msg{} + std::string(what) + " length " + std::to_string(n) + " exceeds the " +
                            std::to_string(left()) + " bytes left in the file");
       std::string_view s(reinterpret_cast<const char*>(f->at(pos)), static_cast<std::size_t>(n));
       pos += n;
@@ -553,7 +553,7 @@ class file {
     const std::uint64_t sz = value_size(t);
     c.need(sz, what);
     if (t == value_type::boolean && *at(c.pos) > 1)
-      c.fail_at(c.pos, "bool value is " + std::to_string(*at(c.pos)) + ", must be 0 or 1");
+      c.fail_at(c.pos, detail::gguf_msg{} + "bool value is " + std::to_string(*at(c.pos)) + ", must be 0 or 1");
     c.pos += sz;
   }
 
@@ -563,32 +563,32 @@ class file {
     if (n >= 4 && std::memcmp(at(0), "GGUF", 4) != 0) {
       char hex[16];
       std::snprintf(hex, sizeof hex, "%02x %02x %02x %02x", at(0)[0], at(0)[1], at(0)[2], at(0)[3]);
-      fail(0, "bad magic '" + shown(std::string_view(reinterpret_cast<const char*>(at(0)), 4)) + "' (" + hex +
+      fail(0, detail::gguf_msg{} + "bad magic '" + shown(std::string_view(reinterpret_cast<const char*>(at(0)), 4)) + "' (" + hex +
                   "), expected 'GGUF' (not a GGUF file)");
     }
-    if (n < 24) fail(0, "file is " + std::to_string(n) + " bytes, too small for the 24-byte GGUF header");
+    if (n < 24) fail(0, detail::gguf_msg{} + "file is " + std::to_string(n) + " bytes, too small for the 24-byte GGUF header");
     c.pos = 4;
     version_ = c.u32("version");
     if (version_ == 0) fail(4, "invalid GGUF version 0");
     if ((version_ & 0xFFFFu) == 0) {
       char buf[16];
       std::snprintf(buf, sizeof buf, "0x%08x", version_);
-      fail(4, std::string("GGUF version ") + buf + " looks byte-swapped: big-endian files are not supported");
+      fail(4, detail::gguf_msg{} + std::string("GGUF version ") + buf + " looks byte-swapped: big-endian files are not supported");
     }
     if (version_ == 1) fail(4, "GGUF version 1 is not supported (only versions 2 and 3)");
     if (version_ != 2 && version_ != 3)
-      fail(4, "unsupported GGUF version " + std::to_string(version_) + " (only versions 2 and 3)");
+      fail(4, detail::gguf_msg{} + "unsupported GGUF version " + std::to_string(version_) + " (only versions 2 and 3)");
     const std::uint64_t n_tensors = c.u64("tensor count");
     const std::uint64_t n_kv = c.u64("metadata count");
     {
       const std::uint64_t rem = n - 24;
       if (n_kv > rem / detail::kGgufMinKvBytes)
-        fail(16, "metadata count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(rem) +
+        fail(16, detail::gguf_msg{} + "metadata count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(rem) +
                      " bytes after the header (each entry takes at least " +
                      std::to_string(detail::kGgufMinKvBytes) + ")");
       const std::uint64_t rem2 = rem - n_kv * detail::kGgufMinKvBytes;
       if (n_tensors > rem2 / detail::kGgufMinTensorInfoBytes)
-        fail(8, "tensor count " + std::to_string(n_tensors) + " cannot fit in the " + std::to_string(rem) +
+        fail(8, detail::gguf_msg{} + "tensor count " + std::to_string(n_tensors) + " cannot fit in the " + std::to_string(rem) +
                     " bytes after the header (each tensor info takes at least " +
                     std::to_string(detail::kGgufMinTensorInfoBytes) + ")");
     }
@@ -601,15 +601,15 @@ class file {
     for (std::uint64_t i = 0; i < n_kv; ++i) {
       kv_info kv;
       kv.offset = c.pos;
-      c.context = "metadata entry " + std::to_string(i) + ": ";
+      c.context = detail::gguf_msg{} + "metadata entry " + std::to_string(i) + ": ";
       kv.key = c.str("key");
       if (kv.key.empty()) c.fail_at(kv.offset, "empty key");
-      c.context = "key '" + shown(kv.key) + "': ";
+      c.context = detail::gguf_msg{} + "key '" + shown(kv.key) + "': ";
       if (auto [it, fresh] = kv_index_.emplace(kv.key, kvs_.size()); !fresh)
-        c.fail_at(kv.offset, "duplicate key (first defined at offset " + std::to_string(kvs_[it->second].offset) + ")");
+        c.fail_at(kv.offset, detail::gguf_msg{} + "duplicate key (first defined at offset " + std::to_string(kvs_[it->second].offset) + ")");
       const std::uint64_t type_pos = c.pos;
       const std::uint32_t t = c.u32("value type");
-      if (t > kMaxValueType) c.fail_at(type_pos, "invalid value type " + std::to_string(t));
+      if (t > kMaxValueType) c.fail_at(type_pos, detail::gguf_msg{} + "invalid value type " + std::to_string(t));
       kv.type = static_cast<value_type>(t);
       kv.value_offset = c.pos;
       if (kv.type != value_type::array) {
@@ -619,32 +619,32 @@ class file {
         const std::uint32_t et = c.u32("array element type");
         if (et == static_cast<std::uint32_t>(value_type::array))
           c.fail_at(kv.value_offset, "arrays of arrays are not supported");
-        if (et > kMaxValueType) c.fail_at(kv.value_offset, "invalid array element type " + std::to_string(et));
+        if (et > kMaxValueType) c.fail_at(kv.value_offset, detail::gguf_msg{} + "invalid array element type " + std::to_string(et));
         kv.elem_type = static_cast<value_type>(et);
         const std::uint64_t count_pos = c.pos;
         kv.count = c.u64("array count");
         if (kv.elem_type == value_type::string) {
           if (kv.count > c.left() / 8)
-            c.fail_at(count_pos, "array of " + std::to_string(kv.count) + " strings cannot fit in the " +
+            c.fail_at(count_pos, detail::gguf_msg{} + "array of " + std::to_string(kv.count) + " strings cannot fit in the " +
                                      std::to_string(c.left()) + " bytes left");
           for (std::uint64_t j = 0; j < kv.count; ++j) {
             const std::uint64_t el = c.pos;
             const std::uint64_t len = c.u64("array element");
             if (len > kMaxStringLength || len > c.left())
-              c.fail_at(el, "string element " + std::to_string(j) + " length " + std::to_string(len) +
+              c.fail_at(el, detail::gguf_msg{} + "string element " + std::to_string(j) + " length " + std::to_string(len) +
                                 " exceeds the " + std::to_string(c.left()) + " bytes left in the file");
             c.pos += len;
           }
         } else {
           const std::uint64_t sz = value_size(kv.elem_type);
           if (kv.count > c.left() / sz)
-            c.fail_at(count_pos, "array of " + std::to_string(kv.count) + " " +
+            c.fail_at(count_pos, detail::gguf_msg{} + "array of " + std::to_string(kv.count) + " " +
                                      std::string(value_type_name(kv.elem_type)) + " elements cannot fit in the " +
                                      std::to_string(c.left()) + " bytes left");
           if (kv.elem_type == value_type::boolean) {
             for (std::uint64_t j = 0; j < kv.count; ++j)
               if (*at(c.pos + j) > 1)
-                c.fail_at(c.pos + j, "bool element " + std::to_string(j) + " is " + std::to_string(*at(c.pos + j)) +
+                c.fail_at(c.pos + j, detail::gguf_msg{} + "bool element " + std::to_string(j) + " is " + std::to_string(*at(c.pos + j)) +
                                          ", must be 0 or 1");
           }
           c.pos += kv.count * sz;
@@ -658,10 +658,10 @@ class file {
     // ---- general.alignment ----
     if (const kv_info* a = find("general.alignment")) {
       if (a->type != value_type::u32)
-        fail(a->offset, "key 'general.alignment': must be of type u32, got " + describe(*a));
+        fail(a->offset, detail::gguf_msg{} + "key 'general.alignment': must be of type u32, got " + describe(*a));
       const std::uint32_t v = detail::gguf_load_u32(at(a->value_offset));
       if (v == 0 || (v & (v - 1)) != 0)
-        fail(a->offset, "key 'general.alignment': " + std::to_string(v) + " is not a non-zero power of two");
+        fail(a->offset, detail::gguf_msg{} + "key 'general.alignment': " + std::to_string(v) + " is not a non-zero power of two");
       alignment_ = v;
     }
 
@@ -671,11 +671,11 @@ class file {
     for (std::uint64_t i = 0; i < n_tensors; ++i) {
       tensor_info t;
       t.info_offset = c.pos;
-      c.context = "tensor info " + std::to_string(i) + ": ";
+      c.context = detail::gguf_msg{} + "tensor info " + std::to_string(i) + ": ";
       const std::string_view name = c.str("tensor name");
-      c.context = "tensor '" + shown(name) + "': ";
+      c.context = detail::gguf_msg{} + "tensor '" + shown(name) + "': ";
       if (name.size() > kMaxTensorNameLength)
-        c.fail_at(t.info_offset, "name is " + std::to_string(name.size()) + " bytes, the limit is " +
+        c.fail_at(t.info_offset, detail::gguf_msg{} + "name is " + std::to_string(name.size()) + " bytes, the limit is " +
                                      std::to_string(kMaxTensorNameLength));
       if (auto [it, fresh] = tensor_index_.emplace(name, tensors_.size()); !fresh)
         c.fail_at(t.info_offset, "duplicate tensor name (first defined at offset " +
@@ -683,13 +683,13 @@ class file {
       const std::uint64_t dims_pos = c.pos;
       t.n_dims = c.u32("n_dims");
       if (t.n_dims > kMaxDims)
-        c.fail_at(dims_pos, "n_dims is " + std::to_string(t.n_dims) + ", at most " + std::to_string(kMaxDims) +
+        c.fail_at(dims_pos, detail::gguf_msg{} + "n_dims is " + std::to_string(t.n_dims) + ", at most " + std::to_string(kMaxDims) +
                                 " are supported");
       for (std::uint32_t d = 0; d < t.n_dims; ++d) {
         const std::uint64_t p = c.pos;
         t.ne[d] = c.u64("dimension");
         if (t.ne[d] > static_cast<std::uint64_t>(INT64_MAX))
-          c.fail_at(p, "ne[" + std::to_string(d) + "] = " + std::to_string(t.ne[d]) + " is negative as int64");
+          c.fail_at(p, detail::gguf_msg{} + "ne[" + std::to_string(d) + "] = " + std::to_string(t.ne[d]) + " is negative as int64");
       }
       t.raw_type_id = c.u32("type id");
       t.offset = c.u64("data offset");
@@ -702,7 +702,7 @@ class file {
     if (n_tensors > 0) {
       data_offset_ = detail::gguf_pad(end_of_infos, alignment_);  // end <= n < 2^63, alignment <= 2^31
       if (data_offset_ > n)
-        fail(end_of_infos, "data section would start at " + std::to_string(data_offset_) + " (padded to alignment " +
+        fail(end_of_infos, detail::gguf_msg{} + "data section would start at " + std::to_string(data_offset_) + " (padded to alignment " +
                                std::to_string(alignment_) + "), past the end of the file (" + std::to_string(n) +
                                " bytes)");
     }
@@ -726,19 +726,19 @@ class file {
       convention_reason_ = "forced by the caller";
     } else if (arch && is_bitnet_arch(*arch)) {
       convention_ = id_convention::bitnet;
-      convention_reason_ = "general.architecture is '" + shown(*arch) + "', a BitNet architecture";
+      convention_reason_ = detail::gguf_msg{} + "general.architecture is '" + shown(*arch) + "', a BitNet architecture";
     } else if (fork_only) {
       convention_ = id_convention::bitnet;
-      convention_reason_ = "tensor '" + shown(fork_only->name) + "' has type id " +
+      convention_reason_ = detail::gguf_msg{} + "tensor '" + shown(fork_only->name) + "' has type id " +
                            std::to_string(fork_only->raw_type_id) + ", which only bitnet.cpp defines";
     } else if (clash39) {
       if (!arch)
         fail(clash39->info_offset,
-             "tensor '" + shown(clash39->name) +
+             detail::gguf_msg{} + "tensor '" + shown(clash39->name) +
                  "': type id 39 is TL2 in bitnet.cpp files and MXFP4 upstream, and the file has no string "
                  "general.architecture to decide; cannot classify the file (force a convention to read it)");
       convention_ = id_convention::upstream;
-      convention_reason_ = "general.architecture is '" + shown(*arch) +
+      convention_reason_ = detail::gguf_msg{} + "general.architecture is '" + shown(*arch) +
                            "', not a BitNet architecture, so type id 39 is upstream MXFP4";
     } else {
       convention_ = id_convention::upstream;
@@ -750,40 +750,43 @@ class file {
     const std::uint64_t n = size();
     const std::uint64_t room = n - data_offset_;
     for (auto& t : tensors_) {
-      const std::string ctx = "tensor '" + shown(t.name) + "': ";
+      const std::string ctx = detail::gguf_msg{} + "tensor '" + shown(t.name) + "': ";
       const auto ty = resolve_type_id(t.raw_type_id, convention_);
       if (!ty) {
-        std::string m = ctx + "unknown type id " + std::to_string(t.raw_type_id);
+        std::string m = detail::gguf_msg{} + ctx + "unknown type id " + std::to_string(t.raw_type_id);
         if (t.raw_type_id >= 36 && t.raw_type_id <= 38)
-          m += " under the upstream convention (" + convention_reason_ + ")";
+          m += detail::gguf_msg{} + " under the upstream convention (" + convention_reason_ + ")";
         fail(t.info_offset, m);
       }
       t.type = *ty;
       std::uint64_t elems = 1;
       for (auto d : t.ne) {
         if (!detail::mul_ok(elems, d, elems) || elems > static_cast<std::uint64_t>(INT64_MAX))
-          fail(t.info_offset, ctx + "element count of shape " + shape_text(t) + " overflows int64");
+          fail(t.info_offset, detail::gguf_msg{} + ctx + "element count of shape " + shape_text(t) + " overflows int64");
       }
       const auto& tr = traits(t.type);
       if (tr.block > 1 && t.ne[0] % tr.block != 0)
-        fail(t.info_offset, ctx + "ne[0] = " + std::to_string(t.ne[0]) + " is not a multiple of " +
+        fail(t.info_offset, detail::gguf_msg{} + ctx + "ne[0] = " + std::to_string(t.ne[0]) + " is not a multiple of " +
                                 std::string(tr.name) + "'s block size " + std::to_string(tr.block));
       std::string why;
       const auto nb = tensor_nbytes(t.type, t.ne, &why);
-      if (!nb) fail(t.info_offset, ctx + std::string(tr.name) + " " + shape_text(t) + ": " + why);
+      if (!nb) fail(t.info_offset, detail::gguf_msg{} + ctx + std::string(tr.name) + " " + shape_text(t) + ": " + why);
       t.nbytes = *nb;
       if (t.offset % alignment_ != 0)
-        fail(t.info_offset, ctx + "offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +
+        fail(t.info_offset, detail::gguf_msg{} + ctx + "offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +
                                 std::to_string(alignment_));
       if (t.offset > room || t.nbytes > room - t.offset) {
         const std::uint64_t start = data_offset_ + std::min(t.offset, room);
-        std::string range = t.offset > room ? "starts at " + std::to_string(data_offset_) + " + " + std::to_string(t.offset)
-                                            : "[" + std::to_string(start) + ", " +
-                                                  (t.nbytes <= UINT64_MAX - start ? std::to_string(start + t.nbytes)
-                                                                                  : std::to_string(start) + " + " +
-                                                                                        std::to_string(t.nbytes)) +
-                                                  ")";
-        fail(t.info_offset, ctx + "data " + range + " exceeds file size " + std::to_string(n));
+        std::string range;
+        if (t.offset > room) {
+          range = detail::gguf_msg{} + "starts at " + std::to_string(data_offset_) + " + " + std::to_string(t.offset);
+        } else if (t.nbytes <= UINT64_MAX - start) {
+          range = detail::gguf_msg{} + "[" + std::to_string(start) + ", " + std::to_string(start + t.nbytes) + ")";
+        } else {  // the end does not fit in 64 bits
+          range = detail::gguf_msg{} + "[" + std::to_string(start) + ", " + std::to_string(start) + " + " +
+                  std::to_string(t.nbytes) + ")";
+        }
+        fail(t.info_offset, detail::gguf_msg{} + ctx + "data " + range + " exceeds file size " + std::to_string(n));
       }
       t.data = at(data_offset_ + t.offset);
     }
@@ -800,14 +803,14 @@ class file {
       if (b.offset < a.offset + a.nbytes) {
         const tensor_info& later = a.info_offset > b.info_offset ? a : b;  // report the one defined second
         const tensor_info& other = &later == &a ? b : a;
-        fail(later.info_offset, "tensor '" + shown(later.name) + "': data " + range_text(later) + " overlaps tensor '" +
+        fail(later.info_offset, detail::gguf_msg{} + "tensor '" + shown(later.name) + "': data " + range_text(later) + " overlaps tensor '" +
                                     shown(other.name) + "' " + range_text(other));
       }
     }
   }
 
   std::string range_text(const tensor_info& t) const {
-    return "[" + std::to_string(data_offset_ + t.offset) + ", " + std::to_string(data_offset_ + t.offset + t.nbytes) + ")";
+    return detail::gguf_msg{} + "[" + std::to_string(data_offset_ + t.offset) + ", " + std::to_string(data_offset_ + t.offset + t.nbytes) + ")";
   }
   static std::string shape_text(const tensor_info& t) {
     std::string s = "[";
@@ -846,11 +849,11 @@ struct shape {
     requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, std::uint64_t>)
   shape(std::initializer_list<I> dims) {  // {n, m} with int / int64_t / size_t values
     if (dims.size() > kMaxDims)
-      throw error("gguf writer", std::nullopt, "a shape has at most 4 dimensions, got " + std::to_string(dims.size()));
+      throw error("gguf writer", std::nullopt, detail::gguf_msg{} + "a shape has at most 4 dimensions, got " + std::to_string(dims.size()));
     std::size_t i = 0;
     for (I d : dims) {
       if constexpr (std::is_signed_v<I>) {
-        if (d < 0) throw error("gguf writer", std::nullopt, "negative dimension " + std::to_string(d) + " in a shape");
+        if (d < 0) throw error("gguf writer", std::nullopt, detail::gguf_msg{} + "negative dimension " + std::to_string(d) + " in a shape");
       }
       ne[i++] = static_cast<std::uint64_t>(d);
     }
@@ -863,7 +866,7 @@ struct shape {
 
  private:
   void assign(const std::uint64_t* p, std::size_t n) {
-    if (n > kMaxDims) throw error("gguf writer", std::nullopt, "a shape has at most 4 dimensions, got " + std::to_string(n));
+    if (n > kMaxDims) throw error("gguf writer", std::nullopt, detail::gguf_msg{} + "a shape has at most 4 dimensions, got " + std::to_string(n));
     n_dims = static_cast<std::uint32_t>(n);
     for (std::size_t i = 0; i < n; ++i) ne[i] = p[i];
   }
@@ -916,7 +919,7 @@ class writer {
 
   // Stores general.alignment (u32). Without it files use the default of 32.
   void set_alignment(std::uint32_t a) {
-    if (a == 0 || (a & (a - 1)) != 0) fail("alignment " + std::to_string(a) + " is not a non-zero power of two");
+    if (a == 0 || (a & (a - 1)) != 0) fail(detail::gguf_msg{} + "alignment " + std::to_string(a) + " is not a non-zero power of two");
     set_u32("general.alignment", a);
   }
 
@@ -992,7 +995,7 @@ class writer {
   // Copies one record from a file verbatim (type and bytes).
   void copy_kv(const file& src, std::string_view key) {
     const kv_info* kv = src.find(key);
-    if (!kv) fail("copy_kv: key '" + detail::gguf_printable(key) + "' not found in " + src.path());
+    if (!kv) fail(detail::gguf_msg{} + "copy_kv: key '" + detail::gguf_printable(key) + "' not found in " + src.path());
     std::vector<std::uint8_t> p(src.bytes() + kv->value_offset, src.bytes() + kv->end);
     put(std::string(key), kv->type, std::move(p));
   }
@@ -1039,14 +1042,14 @@ class writer {
     std::uint64_t align = 0;
     const std::vector<std::uint8_t> head = header(align);
     std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) throw error(path, std::nullopt, std::string("cannot open for writing: ") + std::strerror(errno));
+    if (!f) throw error(path, std::nullopt, detail::gguf_msg{} + std::string("cannot open for writing: ") + std::strerror(errno));
     std::uint64_t pos = 0;
     auto put_bytes = [&](const std::uint8_t* p, std::size_t n) {
       if (n != 0 && std::fwrite(p, 1, n, f) != n) {
         const int e = errno;
         std::fclose(f);
         std::remove(path.c_str());  // no partial file left behind
-        throw error(path, pos, std::string("write failed: ") + std::strerror(e));
+        throw error(path, pos, detail::gguf_msg{} + std::string("write failed: ") + std::strerror(e));
       }
       pos += n;
     };
@@ -1064,7 +1067,7 @@ class writer {
     if (std::fclose(f) != 0) {
       const int e = errno;
       std::remove(path.c_str());
-      throw error(path, std::nullopt, std::string("close failed: ") + std::strerror(e));
+      throw error(path, std::nullopt, detail::gguf_msg{} + std::string("close failed: ") + std::strerror(e));
     }
   }
 
@@ -1135,19 +1138,19 @@ class writer {
   tensor_entry& add_entry(std::string name, tensor_type type, const shape& ne, std::size_t size) {
     const std::string shown = detail::gguf_printable(name);
     if (name.size() > kMaxTensorNameLength)
-      fail("tensor '" + shown + "': name is " + std::to_string(name.size()) + " bytes, the limit is " +
+      fail(detail::gguf_msg{} + "tensor '" + shown + "': name is " + std::to_string(name.size()) + " bytes, the limit is " +
            std::to_string(kMaxTensorNameLength));
     for (const auto& t : tensors_)
-      if (t.name == name) fail("tensor '" + shown + "': duplicate tensor name");
+      if (t.name == name) fail(detail::gguf_msg{} + "tensor '" + shown + "': duplicate tensor name");
     const auto id = type_id(type, conv_);
     if (!id)
-      fail("tensor '" + shown + "': type " + std::string(type_name(type)) + " has no id under the " +
+      fail(detail::gguf_msg{} + "tensor '" + shown + "': type " + std::string(type_name(type)) + " has no id under the " +
            std::string(convention_name(conv_)) + " convention");
     std::string why;
     const auto nb = tensor_nbytes(type, ne.ne, &why);
-    if (!nb) fail("tensor '" + shown + "': " + why);
+    if (!nb) fail(detail::gguf_msg{} + "tensor '" + shown + "': " + why);
     if (*nb != size)
-      fail("tensor '" + shown + "': " + std::to_string(size) + " bytes given, " + std::string(type_name(type)) +
+      fail(detail::gguf_msg{} + "tensor '" + shown + "': " + std::to_string(size) + " bytes given, " + std::string(type_name(type)) +
            " of this shape needs " + std::to_string(*nb));
     tensors_.push_back({std::move(name), type, *id, ne, {}, {}, false});
     return tensors_.back();
@@ -1160,7 +1163,7 @@ class writer {
       const auto& kv = kvs_[i];
       if (kv.type != value_type::u32) fail("general.alignment must be of type u32");
       const auto a = detail::gguf_load_u32(kv.payload.data());
-      if (a == 0 || (a & (a - 1)) != 0) fail("general.alignment " + std::to_string(a) + " is not a power of two");
+      if (a == 0 || (a & (a - 1)) != 0) fail(detail::gguf_msg{} + "general.alignment " + std::to_string(a) + " is not a power of two");
       align = a;
     }
     std::vector<std::uint8_t> out;

@@ -11,6 +11,8 @@
 #include <cstring>  // std::strerror
 #include <memory>   // std::unique_ptr
 #include <string>   // error text, paths
+#include <string_view>  // message pieces
+#include <utility>  // std::move
 #include <vector>   // owned buffers
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -117,6 +119,18 @@ class gguf_bytes {
   std::vector<std::uint8_t> owned_;
   void* map_addr_ = nullptr;
   std::size_t map_len_ = 0;
+};
+
+// Builds a message by appending only. `"a" + std::string(...)` and `std::string&& +
+// std::string&&` may call insert(0, ...), which GCC 12 at -O2/-O3 flags with false
+// -Wrestrict / -Wstringop-overflow warnings in whatever TU inlines the code.
+struct gguf_msg {
+  std::string s;
+  gguf_msg operator+(std::string_view v) && {
+    s.append(v);
+    return std::move(*this);
+  }
+  operator std::string() && { return std::move(s); }  // NOLINT: implicit by design
 };
 
 // Little-endian loads and stores of N-byte unsigned values.
