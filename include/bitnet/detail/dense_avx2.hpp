@@ -8,6 +8,8 @@
 // Every function here carries BITNET_TARGET_AVX2 and is reached only through
 // runtime dispatch; nothing in this file is shared with other targets.
 //
+// Weights are prefetched kPrefetch bytes ahead (see avx2_kernels::kPrefetch).
+//
 // Accumulation: F32/F16/BF16 use 4 x 8 f32 lanes (element j -> lane j % 32) plus a
 // sequential tail; Q8_0 converts each block's 8 int32 lane sums to f32 and FMAs
 // them with dw*dx into 2 x 8 lanes; Q6_K reduces each block to one exact int32 and
@@ -23,6 +25,14 @@
 namespace bitnet::detail::dense {
 
 struct avx2_kernels {
+  // Software prefetch distance into L1, in bytes ahead of the current weights. The
+  // hardware prefetchers bring the stream to L2; without this, unaligned weight
+  // loads that straddle two lines (Q8_0: 34-byte blocks, Q6_K: 210-byte blocks)
+  // miss L1 one after another and halve the streaming rate (measured: Q8_0 8.5 ->
+  // 15.7 GB/s on the 2.6 GHz Xeon VM this was tuned on; F16 +8%). Prefetching past
+  // the end of the matrix is harmless (prefetches never fault).
+  static constexpr std::size_t kPrefetch = 2048;
+
   BITNET_TARGET_AVX2 static float hsum(__m256 v) noexcept {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -86,6 +96,7 @@ struct avx2_kernels {
       std::int64_t j = 0;
       for (; j < K32; j += 32) {
         const std::uint8_t* p = row + L::bytes * j;
+        for (int pf = 0; pf < 32 * L::bytes; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(L::load8(p), _mm256_loadu_ps(x + j), a0);
         a1 = _mm256_fmadd_ps(L::load8(p + 8 * L::bytes), _mm256_loadu_ps(x + j + 8), a1);
         a2 = _mm256_fmadd_ps(L::load8(p + 16 * L::bytes), _mm256_loadu_ps(x + j + 16), a2);
@@ -132,9 +143,7 @@ struct avx2_kernels {
       for (; b + 2 <= nb; b += 2) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
-#ifdef BITNET_DENSE_PF
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + BITNET_DENSE_PF), _MM_HINT_T0);
-#endif
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch), _MM_HINT_T0);  // ~1 line per 68 bytes
         const __m256 d0 = _mm256_set1_ps(h2f(w0) * h2f(x0));
         const __m256 d1 = _mm256_set1_ps(h2f(w0 + B) * h2f(x0 + B));
         acc0 = _mm256_fmadd_ps(d0, q8_block(w0, x0), acc0);
@@ -203,9 +212,7 @@ struct avx2_kernels {
       float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       for (std::int64_t b = 0; b < nb; ++b) {
         const std::uint8_t* blk = row + B * b;
-#ifdef BITNET_DENSE_PF
-        for (int pf = 0; pf < 256; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + BITNET_DENSE_PF + pf), _MM_HINT_T0);
-#endif
+        for (int pf = 0; pf < 256; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
         const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
         s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
       }

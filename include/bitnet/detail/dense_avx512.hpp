@@ -6,9 +6,11 @@
 //
 // Every function carries BITNET_TARGET_AVX512BW and runs only after dispatch.
 //
-// Accumulation: F32/F16/BF16 use 4 x 16 f32 lanes (element j -> lane j % 64);
-// Q8_0 handles two blocks per 512-bit register, FMAing the int32 lane sums
-// (converted to f32) with each block's dw*dx into 2 x 16 lanes; Q6_K reduces each
+// Weights are prefetched kPrefetch bytes ahead, as in the AVX2 bodies.
+//
+// Accumulation: F32/F16/BF16 use 4 x 16 f32 lanes (element j -> lane j % 64, then a
+// 16-wide and a masked tail step); Q8_0 is 256 bits wide like the AVX2 body (2 x 8
+// lanes, int32 lane sums converted to f32 and FMAed with dw*dx); Q6_K reduces each
 // block to one exact int32 and accumulates (dw*dx) * float(isum) into 4 scalar
 // partial sums (block b -> b % 4), like the AVX2 body.
 #pragma once
@@ -30,6 +32,8 @@
 namespace bitnet::detail::dense {
 
 struct avx512_kernels {
+  static constexpr std::size_t kPrefetch = 2048;  // bytes ahead; see avx2_kernels::kPrefetch
+
   BITNET_TARGET_AVX512BW static float h2f(const std::uint8_t* p) noexcept {
     std::uint16_t v;
     std::memcpy(&v, p, 2);
@@ -76,6 +80,7 @@ struct avx512_kernels {
       std::int64_t j = 0;
       for (; j < K64; j += 64) {
         const std::uint8_t* p = row + L::bytes * j;
+        for (int pf = 0; pf < 64 * L::bytes; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
         a0 = _mm512_fmadd_ps(L::load16(p), _mm512_loadu_ps(x + j), a0);
         a1 = _mm512_fmadd_ps(L::load16(p + 16 * L::bytes), _mm512_loadu_ps(x + j + 16), a1);
         a2 = _mm512_fmadd_ps(L::load16(p + 32 * L::bytes), _mm512_loadu_ps(x + j + 32), a2);
@@ -103,23 +108,14 @@ struct avx512_kernels {
     gemv_float<ld_bf16>(W, rb, x, K, y, r0, r1);
   }
 
-  // Blocks b and b+1 of a Q8_0 row: 16 int32 lane sums (8 per block) as f32.
-  BITNET_TARGET_AVX512BW static __m512 q8_pair(const std::uint8_t* wb, const std::uint8_t* xb) noexcept {
-    constexpr std::size_t B = sizeof(block_q8_0);
-    const __m512i w = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 2))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + B + 2)), 1);
-    const __m512i a = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + B + 2)), 1);
-    // |w| * (a with the sign of w): maddubs wants unsigned x signed.
-    const __m512i sa = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), _mm512_setzero_si512(), a);
-    const __m512i p16 = _mm512_maddubs_epi16(_mm512_abs_epi8(w), sa);
-    return _mm512_cvtepi32_ps(_mm512_madd_epi16(p16, _mm512_set1_epi16(1)));
-  }
-  BITNET_TARGET_AVX512BW static __m512 q8_pair_d(const std::uint8_t* wb, const std::uint8_t* xb) noexcept {
-    constexpr std::size_t B = sizeof(block_q8_0);
-    return _mm512_insertf32x8(_mm512_set1_ps(h2f(wb) * h2f(xb)), _mm256_set1_ps(h2f(wb + B) * h2f(xb + B)), 1);
+  // One Q8_0 block pair product as 8 int32 lanes (as f32): |w| * (x with w's sign).
+  // 256 bits wide: two 34-byte blocks do not fit one 512-bit load without VBMI
+  // byte permutes, and the loop is memory-bound well before this width matters.
+  BITNET_TARGET_AVX512BW static __m256 q8_block(const std::uint8_t* wb, const std::uint8_t* xb) noexcept {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 2));
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
   }
 
   BITNET_TARGET_AVX512BW static void gemv_q8_0_q8(const void* W, std::size_t row_bytes, const block_q8_0* x,
@@ -130,25 +126,25 @@ struct avx512_kernels {
     constexpr std::size_t B = sizeof(block_q8_0);
     for (std::int64_t m = row_begin; m < row_end; ++m) {
       const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
-      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
       std::int64_t b = 0;
-      for (; b + 4 <= nb; b += 4) {
+      for (; b + 2 <= nb; b += 2) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
-        acc0 = _mm512_fmadd_ps(q8_pair_d(w0, x0), q8_pair(w0, x0), acc0);
-        acc1 = _mm512_fmadd_ps(q8_pair_d(w0 + 2 * B, x0 + 2 * B), q8_pair(w0 + 2 * B, x0 + 2 * B), acc1);
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch), _MM_HINT_T0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0) * h2f(x0)), q8_block(w0, x0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0 + B) * h2f(x0 + B)), q8_block(w0 + B, x0 + B), acc1);
       }
-      __m256 tail = _mm256_setzero_ps();
-      for (; b < nb; ++b) {  // up to 3 single blocks, 256-bit wide
+      if (b < nb) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
-        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + 2));
-        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + 2));
-        const __m256i sa = _mm256_mask_sub_epi8(a, _mm256_movepi8_mask(w), _mm256_setzero_si256(), a);
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), sa), _mm256_set1_epi16(1));
-        tail = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0) * h2f(x0)), _mm256_cvtepi32_ps(p), tail);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0) * h2f(x0)), q8_block(w0, x0), acc0);
       }
-      y[m] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_zextps256_ps512(tail)));
+      const __m256 s = _mm256_add_ps(acc0, acc1);
+      __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_add_ss(h, _mm_movehdup_ps(h));
+      y[m] = _mm_cvtss_f32(h);
     }
   }
 
@@ -196,6 +192,7 @@ struct avx512_kernels {
       float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       for (std::int64_t b = 0; b < nb; ++b) {
         const std::uint8_t* blk = row + B * b;
+        for (int pf = 0; pf < 256; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
         const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
         s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
       }
