@@ -10,11 +10,16 @@
 #include <algorithm>    // std::count, std::max
 #include <cmath>        // std::cos, std::sin, std::pow, std::fabs, std::sqrt
 #include <cstdint>      // fixed-width integers
+#include <cstdio>       // popen for the command-line checks
 #include <cstring>      // std::memcpy
 #include <filesystem>   // data paths, temp files
+#include <fstream>      // writing malformed inputs
 #include <set>          // uniqueness checks
 #include <string>       // names
 #include <vector>       // buffers
+
+#include <sys/wait.h>  // WEXITSTATUS
+#include <unistd.h>    // getpid for a private temp dir
 
 #include "../tools/convert.hpp"
 #include "bitnet-generate/tokenizer.hpp"
@@ -518,7 +523,10 @@ TEST(Convert, NonF16ScalesAreReportedAndValuesKept) {
   cv::convert_notes notes;
   const auto tq2 = convert_bytes(in, tensor_type::tq2_0, std::nullopt, &notes);
   EXPECT_EQ(notes.repacked, 56u);
-  EXPECT_FALSE(notes.warnings.empty());
+  EXPECT_EQ(notes.scales_checked, 56u);
+  EXPECT_EQ(notes.scales_rounded, 56u);  // none of the folded scales is an f16 value
+  EXPECT_LE(notes.worst_scale_change, 1.0 / 2048);
+  ASSERT_EQ(notes.warnings.size(), 1u);
   const auto f1 = bitnet::gguf::file::from_memory(tq2, "tq2");
   for (const auto& t : f0.tensors()) {
     if (t.type != tensor_type::i2_s) continue;
@@ -664,9 +672,10 @@ TEST(Synth, ShapesOverridesAndVocab) {
   t.shape = "3b";
   t.type = tensor_type::tq2_0;
   const auto m = error_of([&] { cv::build_synth(t); });
-  EXPECT_NE(m.find("ffn_down"), std::string::npos) << m;
-  EXPECT_NE(m.find("8640"), std::string::npos) << m;
+  EXPECT_NE(m.find("blk.N.ffn_down.weight (K = 8640, M = 3200)"), std::string::npos) << m;
+  EXPECT_NE(m.find("blk.N.attn_q.weight (K = 3200, M = 3200)"), std::string::npos) << m;
   EXPECT_NE(m.find("multiple of 256"), std::string::npos) << m;
+  EXPECT_NE(m.find("this shape fits I2_S"), std::string::npos) << m;
   t.type = tensor_type::i2_s;
   EXPECT_EQ(cv::build_synth(t).tensor_count(), 2u + 26u * 11u);
 
@@ -676,6 +685,126 @@ TEST(Synth, ShapesOverridesAndVocab) {
               cv::build_synth(u);
             }).find("unknown shape"),
             std::string::npos);
+}
+
+// ---------------------------------------------------------------- the command line
+
+const std::filesystem::path kTool = std::filesystem::path(BITNET_BINARY_DIR) / "tools" / "bitnet-convert";
+
+struct run_result {
+  int status = -1;
+  std::string out;  // stdout and stderr
+};
+
+run_result run_tool(const std::string& args) {
+  run_result r;
+  const std::string cmd = kTool.string() + " " + args + " 2>&1";
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(kTool)) GTEST_SKIP() << "SKIP: " << kTool << " not built";
+    dir_ = std::filesystem::temp_directory_path() / ("bitnet_convert_cli_" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  void write(const std::string& name, const std::vector<std::uint8_t>& b) const {
+    std::ofstream(dir_ / name, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(Cli, UsageAndHelp) {
+  auto r = run_tool("--help");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("from-llama2c"), std::string::npos);
+  for (const char* c : {"from-llama2c", "convert", "synth"}) {
+    r = run_tool(std::string(c) + " --help");
+    EXPECT_EQ(r.status, 0) << c;
+    EXPECT_NE(r.out.find("usage: bitnet-convert " + std::string(c)), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(run_tool("").status, 2);
+  EXPECT_EQ(run_tool("frobnicate").status, 2);
+  r = run_tool("synth --shape tiny");  // no -o
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("-o OUT.gguf is required"), std::string::npos) << r.out;
+  r = run_tool("synth --shape tiny --type q4_0 -o x.gguf");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("expected i2_s, tq2_0 or tq1_0"), std::string::npos) << r.out;
+  r = run_tool("synth --shape tiny --layers 0 -o x.gguf");
+  EXPECT_EQ(r.status, 2);
+}
+
+TEST_F(Cli, BadInputsFailWithOneClearMessage) {
+  auto trunc = tiny_checkpoint({}, 0x55);
+  trunc.resize(trunc.size() - 3);
+  write("trunc.bin", trunc);
+  auto r = run_tool("from-llama2c " + path("trunc.bin") + " " + path("none.model") + " -o " + path("out.gguf"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("bitnet-convert: error: " + path("trunc.bin") + ": truncated"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(path("out.gguf")));
+  EXPECT_FALSE(std::filesystem::exists(path("out.gguf.tmp")));
+
+  auto magic = tiny_checkpoint({});
+  magic[1] = 0;
+  write("magic.bin", magic);
+  r = run_tool("from-llama2c " + path("magic.bin") + " " + path("none.model") + " -o " + path("out.gguf"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("magic"), std::string::npos) << r.out;
+
+  // A valid checkpoint with a tokenizer file that is not a SentencePiece model.
+  write("ok.bin", tiny_checkpoint({}, 0x55));
+  write("bad.model", {0xff, 0xff});
+  r = run_tool("from-llama2c " + path("ok.bin") + " " + path("bad.model") + " -o " + path("out.gguf"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find(path("bad.model")), std::string::npos) << r.out;
+
+  r = run_tool("synth --shape 3b --type tq2_0 -o " + path("3b.gguf"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("ffn_down"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(path("3b.gguf")));
+
+  write("notgguf.gguf", {1, 2, 3, 4, 5});
+  r = run_tool("convert " + path("notgguf.gguf") + " --type tq2_0 -o " + path("c.gguf"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("notgguf.gguf"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, SynthThenConvert) {
+  auto r = run_tool("synth --shape tiny --seed 7 -q -o " + path("a.gguf"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = run_tool("convert " + path("a.gguf") + " --type tq1_0 --head-type q8_0 -q -o " + path("b.gguf"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto f = bitnet::gguf::file::open(path("b.gguf"));
+  EXPECT_EQ(f.tensor("blk.1.ffn_up.weight").type, tensor_type::tq1_0);
+  EXPECT_EQ(f.tensor("token_embd.weight").type, tensor_type::q8_0);
+  r = run_tool("convert " + path("a.gguf") + " --type tq1_0 -o " + path("a.gguf"));
+  EXPECT_EQ(r.status, 2) << r.out;  // output = input
+  r = run_tool("convert " + path("a.gguf") + " -o " + path("c.gguf"));
+  EXPECT_EQ(r.status, 2) << r.out;  // nothing to do
+}
+
+TEST_F(Cli, FromLlama2cRealFiles) {
+  REQUIRE_DATA();
+  const auto r = run_tool("from-llama2c " + kCkpt.string() + " " + kTokModel.string() + " --type tq2_0 -o " +
+                          path("m.gguf"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("1160009 zero, 992988 +1, 992731 -1"), std::string::npos) << r.out;
+  const auto f = bitnet::gguf::file::open(path("m.gguf"));
+  EXPECT_EQ(f.get_string("general.name"), "bitllama-3M-ternary");
+  EXPECT_EQ(f.tensor("blk.7.ffn_down.weight").type, tensor_type::tq2_0);
 }
 
 }  // namespace

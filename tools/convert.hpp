@@ -160,18 +160,20 @@ inline std::uint32_t file_type_of(tensor_type t) noexcept {
   }
 }
 
-// Why a ternary type cannot hold a K x M weight matrix ("" if it can). Uses the same rule as
-// formats.hpp's ternary_shape_ok and spells out the requirement.
+// The shape rule of a ternary file type, in words (formats.hpp's ternary_shape_ok).
+inline std::string ternary_requirement(tensor_type t) {
+  if (t == tensor_type::i2_s) return "I2_S needs K*M to be a multiple of 128 (its 128-weight groups)";
+  return std::string(type_name(t)) + " needs K to be a multiple of 256 (its 256-weight blocks run along rows)";
+}
+
+// Why a ternary type cannot hold a K x M weight matrix ("" if it can).
 inline std::string ternary_shape_problem(tensor_type t, std::int64_t K, std::int64_t M) {
   if (ternary_shape_ok(t, K, M)) return {};
+  if (!is_ternary_file_type(t)) return std::string(type_name(t)) + " is not a ternary file type";
   const std::string dims = "K = ne[0] = " + std::to_string(K) + ", M = ne[1] = " + std::to_string(M);
   if (t == tensor_type::i2_s)
-    return "I2_S needs K*M to be a multiple of 128 (its 128-weight groups); " + dims + " gives K*M mod 128 = " +
-           std::to_string((K * M) % 128);
-  if (t == tensor_type::tq1_0 || t == tensor_type::tq2_0)
-    return std::string(type_name(t)) + " needs K to be a multiple of 256 (its 256-weight blocks run along rows); " +
-           dims + " gives K mod 256 = " + std::to_string(K % 256);
-  return std::string(type_name(t)) + " is not a ternary file type";
+    return ternary_requirement(t) + "; " + dims + " gives K*M mod 128 = " + std::to_string((K * M) % 128);
+  return ternary_requirement(t) + "; " + dims + " gives K mod 256 = " + std::to_string(K % 256);
 }
 
 // Why a dense head type cannot hold rows of K values ("" if it can).
@@ -610,7 +612,11 @@ inline sp_model parse_sentencepiece(std::span<const std::uint8_t> data, const st
 
 inline sp_model read_sentencepiece_file(const std::string& path) {
   const auto bytes = read_file(path);
-  return parse_sentencepiece(bytes, path);
+  try {
+    return parse_sentencepiece(bytes, path);
+  } catch (const error& e) {
+    fail(std::string(e.what()) + " (expected a SentencePiece ModelProto, the tokenizer.model file)");
+  }
 }
 
 // llama2.c tokenizer.bin: i32 max_token_length, then per token f32 score, i32 length, bytes
@@ -1053,6 +1059,9 @@ struct convert_options {
 struct convert_notes {
   std::vector<std::string> warnings;
   std::size_t repacked = 0, requantized = 0, copied = 0;
+  std::size_t scales_checked = 0, scales_rounded = 0;  // I2_S -> TQ: per-tensor scales rounded to f16
+  double worst_scale_change = 0.0;
+  std::string worst_scale_tensor;
 };
 
 inline bool is_head_tensor(std::string_view name) noexcept {
@@ -1099,12 +1108,17 @@ inline gguf_stream build_converted(const gguf::file& in, const convert_options& 
       if (*o.type == tensor_type::i2_s && !w.block_scales.empty())
         fail(ctx + "its 256-blocks have different scales; I2_S holds one scale per tensor");
       if (*o.type != tensor_type::i2_s && t.type == tensor_type::i2_s) {
+        ++n.scales_checked;
         const float r = fp16_to_f32(f32_to_fp16(w.scale));
-        if (r != w.scale)
-          n.warnings.push_back("tensor '" + t.name + "': scale " + bitnet::detail::gguf_shortest(w.scale) +
-                               " is not an f16 value; " + std::string(type_name(*o.type)) + " stores " +
-                               bitnet::detail::gguf_shortest(r) + " (relative change " +
-                               bitnet::detail::gguf_shortest(std::fabs(r - w.scale) / std::fabs(w.scale)) + ")");
+        if (r != w.scale) {
+          ++n.scales_rounded;
+          const double rel = std::fabs(static_cast<double>(r) - w.scale) / std::fabs(static_cast<double>(w.scale));
+          if (rel > n.worst_scale_change) {
+            n.worst_scale_change = rel;
+            n.worst_scale_tensor = t.name + " (" + bitnet::detail::gguf_shortest(w.scale) + " -> " +
+                                   bitnet::detail::gguf_shortest(r) + ")";
+          }
+        }
       }
       ++n.repacked;
       const tensor_type to = *o.type;
@@ -1138,6 +1152,12 @@ inline gguf_stream build_converted(const gguf::file& in, const convert_options& 
     ++n.copied;
     g.add_ref(t.name, t.type, ne, t.bytes());
   }
+  if (n.scales_rounded > 0)
+    n.warnings.push_back(std::to_string(n.scales_rounded) + " of " + std::to_string(n.scales_checked) +
+                         " I2_S scales are not f16 values; " + std::string(type_name(*o.type)) +
+                         " stores the nearest f16 (largest relative change " +
+                         bitnet::detail::gguf_shortest(static_cast<float>(n.worst_scale_change)) + ", tensor " + n.worst_scale_tensor +
+                         "); the ternary values are unchanged");
   if (o.type && !ternary_seen) n.warnings.push_back("no ternary tensors in " + in.path() + "; --type had no effect");
   if (ternary_seen) g.meta().set_u32("general.file_type", file_type_of(*ternary_seen));
   return g;
@@ -1370,12 +1390,21 @@ inline gguf_stream build_synth(const synth_options& o, std::vector<std::string>*
   };
   const mat mats[7] = {{"attn_q", d, d},   {"attn_k", d, kv},   {"attn_v", d, kv}, {"attn_output", d, d},
                        {"ffn_gate", d, ff}, {"ffn_up", d, ff}, {"ffn_down", ff, d}};
-  std::string problems;
+  std::string bad;
   for (const auto& m : mats)
-    if (const auto p = ternary_shape_problem(o.type, m.K, m.M); !p.empty())
-      problems += std::string(problems.empty() ? "" : "; ") + "tensor 'blk.N." + m.name + ".weight': " + p;
-  if (!problems.empty())
-    fail("--shape " + sh->name + " --type " + std::string(type_name(o.type)) + ": " + problems);
+    if (!ternary_shape_ok(o.type, m.K, m.M))
+      bad += std::string(bad.empty() ? "" : ", ") + "blk.N." + m.name + ".weight (K = " + std::to_string(m.K) +
+             ", M = " + std::to_string(m.M) + ")";
+  if (!bad.empty()) {
+    std::string ok;
+    for (const tensor_type t : {tensor_type::i2_s, tensor_type::tq2_0, tensor_type::tq1_0}) {
+      bool all = true;
+      for (const auto& m : mats) all = all && ternary_shape_ok(t, m.K, m.M);
+      if (all) ok += std::string(ok.empty() ? "" : " or ") + std::string(type_name(t));
+    }
+    fail("--shape " + sh->name + " --type " + std::string(type_name(o.type)) + ": " + ternary_requirement(o.type) +
+         "; these tensors do not fit: " + bad + (ok.empty() ? std::string() : "; this shape fits " + ok));
+  }
   if (const auto p = head_shape_problem(o.head, d); !p.empty())
     fail("--shape " + sh->name + " --head-type " + std::string(type_name(o.head)) + ": tensor 'token_embd.weight': " + p);
   if (notes && !sh->note.empty()) notes->push_back(sh->note);
