@@ -169,33 +169,32 @@ template <class A> constexpr dense_kernels dense_kernels_for() noexcept { return
 // all_arch_names() and runnable on `f`, else std::invalid_argument (which lists
 // the valid names). "avx512vnni" selects the avx512bw kernels (no VNNI bodies).
 inline dense_kernels select_dense_kernels(const cpu_features& f, std::string_view arch_override = "") {
-  using namespace detail::dense;
   if (arch_override.empty()) {
 #if BITNET_X86
-    if (arch_runs_on<arch::avx512bw>(f)) return make_kernels<arch::avx512bw>();
-    if (arch_runs_on<arch::avx2>(f)) return make_kernels<arch::avx2>();
+    if (arch_runs_on<arch::avx512bw>(f)) return detail::dense::make_kernels<arch::avx512bw>();
+    if (arch_runs_on<arch::avx2>(f)) return detail::dense::make_kernels<arch::avx2>();
 #endif
 #if BITNET_ARM64
-    if (arch_runs_on<arch::neon64_dotprod>(f)) return make_kernels<arch::neon64_dotprod>();
-    if (arch_runs_on<arch::neon64>(f)) return make_kernels<arch::neon64>();
+    if (arch_runs_on<arch::neon64_dotprod>(f)) return detail::dense::make_kernels<arch::neon64_dotprod>();
+    if (arch_runs_on<arch::neon64>(f)) return detail::dense::make_kernels<arch::neon64>();
 #endif
-    return make_kernels<arch::scalar>();
+    return detail::dense::make_kernels<arch::scalar>();
   }
-  if (arch_rank(arch_override) < 0) bad_override(arch_override, "is unknown");
-  if (arch_override == arch::scalar::name) return make_kernels<arch::scalar>();
+  if (arch_rank(arch_override) < 0) detail::dense::bad_override(arch_override, "is unknown");
+  if (arch_override == arch::scalar::name) return detail::dense::make_kernels<arch::scalar>();
 #if BITNET_X86
-  if (arch_override == arch::avx2::name) return checked<arch::avx2>(f, arch_override);
-  if (arch_override == arch::avx512bw::name) return checked<arch::avx512bw>(f, arch_override);
+  if (arch_override == arch::avx2::name) return detail::dense::checked<arch::avx2>(f, arch_override);
+  if (arch_override == arch::avx512bw::name) return detail::dense::checked<arch::avx512bw>(f, arch_override);
   if (arch_override == arch::avx512vnni::name) {
-    if (!arch_runs_on<arch::avx512vnni>(f)) bad_override(arch_override, "cannot run on this CPU");
-    return make_kernels<arch::avx512bw>();
+    if (!arch_runs_on<arch::avx512vnni>(f)) detail::dense::bad_override(arch_override, "cannot run on this CPU");
+    return detail::dense::make_kernels<arch::avx512bw>();
   }
 #endif
 #if BITNET_ARM64
-  if (arch_override == arch::neon64::name) return checked<arch::neon64>(f, arch_override);
-  if (arch_override == arch::neon64_dotprod::name) return checked<arch::neon64_dotprod>(f, arch_override);
+  if (arch_override == arch::neon64::name) return detail::dense::checked<arch::neon64>(f, arch_override);
+  if (arch_override == arch::neon64_dotprod::name) return detail::dense::checked<arch::neon64_dotprod>(f, arch_override);
 #endif
-  bad_override(arch_override, "is not built for this CPU family");
+  detail::dense::bad_override(arch_override, "is not built for this CPU family");
 }
 
 // ---------------------------------------------------------------- activations

@@ -12,8 +12,9 @@
 //
 // Accumulation: F32/F16/BF16 use 4 x 8 f32 lanes (element j -> lane j % 32) plus a
 // sequential tail; Q8_0 converts each block's 8 int32 lane sums to f32 and FMAs
-// them with dw*dx into 2 x 8 lanes; Q6_K reduces each block to one exact int32 and
-// accumulates (dw*dx) * float(isum) into 4 scalar partial sums (block b -> b % 4).
+// them with dw*dx into 2 x 8 lanes; Q6_K reduces each block to one exact int32
+// (four blocks at a time with one transposing hadd tree) and accumulates
+// (dw*dx) * float(isum) into 4 partial sums (block b -> b % 4).
 #pragma once
 
 #include "../arch.hpp"
@@ -158,8 +159,9 @@ struct avx2_kernels {
     }
   }
 
-  // Exact int32 sum_sub sc[sub] * sum (code-32)*q over one Q6_K block.
-  BITNET_TARGET_AVX2 static std::int32_t q6k_block(const std::uint8_t* blk, const block_q8_k& xb) noexcept {
+  // 8 int32 lanes whose sum is the exact sum_sub sc[sub] * sum (code-32)*q of one
+  // Q6_K block (lanes cannot overflow: |lane| < 2^26).
+  BITNET_TARGET_AVX2 static __m256i q6k_lanes(const std::uint8_t* blk, const block_q8_k& xb) noexcept {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i m30 = _mm256_set1_epi8(0x30);
     const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + offsetof(block_q6_k, scales)));
@@ -170,7 +172,7 @@ struct avx2_kernels {
     // lane, so one in-lane word broadcast gives [sc[2i] x8 | sc[2i+1] x8].
     const __m256i sc_eo = _mm256_cvtepi8_epi16(
         _mm_shuffle_epi8(sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc0 = _mm256_slli_epi32(corr, 5), acc1 = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const std::uint8_t* ql = blk + 64 * h;
       const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
@@ -195,11 +197,10 @@ struct avx2_kernels {
           _mm256_shuffle_epi8(sc_eo, _mm256_set1_epi16(static_cast<short>(((2 * w0 + 5) << 8) | (2 * w0 + 4))));
       const __m256i s3 =
           _mm256_shuffle_epi8(sc_eo, _mm256_set1_epi16(static_cast<short>(((2 * w0 + 7) << 8) | (2 * w0 + 6))));
-      acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
-      acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(p2, s2), _mm256_madd_epi16(p3, s3)));
+      acc0 = _mm256_sub_epi32(acc0, _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
+      acc1 = _mm256_add_epi32(acc1, _mm256_add_epi32(_mm256_madd_epi16(p2, s2), _mm256_madd_epi16(p3, s3)));
     }
-    acc = _mm256_sub_epi32(acc, _mm256_slli_epi32(corr, 5));
-    return hsum_i32(acc);
+    return _mm256_sub_epi32(acc1, acc0);  // (codes . q) - 32 * (sc . bsums)
   }
 
   BITNET_TARGET_AVX2 static void gemv_q6k_q8k(const void* W, std::size_t row_bytes, const block_q8_k* x,
@@ -207,14 +208,37 @@ struct avx2_kernels {
                                               std::int64_t row_end) {
     const std::int64_t nb = K / kQK_K;
     constexpr std::size_t B = sizeof(block_q6_k);
+    constexpr std::size_t D = offsetof(block_q6_k, d);
     for (std::int64_t m = row_begin; m < row_end; ++m) {
       const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
-      float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      for (std::int64_t b = 0; b < nb; ++b) {
+      // Lane i of acc accumulates the terms of blocks b = i (mod 4); each term is
+      // (float)(fp16(dw) * dx) * (float)isum with the exact int32 isum of the block.
+      __m128 acc = _mm_setzero_ps();
+      std::int64_t b = 0;
+      for (; b + 4 <= nb; b += 4) {
         const std::uint8_t* blk = row + B * b;
-        for (int pf = 0; pf < 256; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
-        const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
-        s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
+        for (std::size_t pf = 0; pf < 4 * B; pf += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
+        const __m256i v0 = q6k_lanes(blk, x[b]), v1 = q6k_lanes(blk + B, x[b + 1]);
+        const __m256i v2 = q6k_lanes(blk + 2 * B, x[b + 2]), v3 = q6k_lanes(blk + 3 * B, x[b + 3]);
+        // 4 x 8 lanes -> [isum0 isum1 isum2 isum3]
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+        const __m128i is = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        std::uint16_t d16[4];
+        for (int i = 0; i < 4; ++i) std::memcpy(&d16[i], blk + B * static_cast<std::size_t>(i) + D, 2);
+        const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(d16[0]), static_cast<short>(d16[1]),
+                                                      static_cast<short>(d16[2]), static_cast<short>(d16[3]), 0, 0, 0, 0));
+        const __m128 dx = _mm_setr_ps(x[b].d, x[b + 1].d, x[b + 2].d, x[b + 3].d);
+        acc = _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(dw, dx), _mm_cvtepi32_ps(is)));
+      }
+      alignas(16) float s[4];
+      _mm_store_ps(s, acc);
+      for (; b < nb; ++b) {
+        const std::uint8_t* blk = row + B * b;
+        for (std::size_t pf = 0; pf < B; pf += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
+        const float d = h2f(blk + D) * x[b].d;
+        s[b & 3] += d * static_cast<float>(hsum_i32(q6k_lanes(blk, x[b])));
       }
       y[m] = (s[0] + s[1]) + (s[2] + s[3]);
     }
