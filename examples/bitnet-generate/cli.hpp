@@ -1,0 +1,232 @@
+// bitnet-generate/cli.hpp - the command line: options with their defaults, parsing, --help.
+//
+// parse_args() never exits: it returns the options or throws usage_error with a one-line
+// message; main() prints it and exits with status 2. Every flag, its argument and its default
+// appear in help_text(), which is generated from the same table the parser uses.
+#pragma once
+
+#include <cerrno>       // errno for strtoll / strtod
+#include <cmath>        // std::isfinite
+#include <cstdint>      // fixed-width integers
+#include <cstdlib>      // std::strtoll, std::strtoull, std::strtod
+#include <string>       // option values
+#include <string_view>  // flag names
+#include <vector>       // the flag table
+
+namespace bitnet::run {
+
+struct usage_error {
+  std::string msg;
+};
+
+struct options {
+  std::string model;                 // -m
+  std::string prompt;                // -p
+  std::string prompt_file;           // -f
+  bool prompt_given = false;
+  std::int64_t n_predict = 256;      // -n; -1 = until end of generation or a full context
+  std::int64_t n_ctx = -1;           // -c; -1 = min(2048, the model's context_length), 0 = the model's
+  std::int64_t n_batch = 64;         // -b
+  int threads = 0;                   // -t; 0 = physical cores
+  float temp = 0.8f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+  int repeat_last_n = 64;
+  std::uint64_t seed = 0;
+  bool seed_given = false;
+  bool chat = false;
+  std::string system;
+  bool json = false;
+  bool no_bos = false;
+  bool ignore_eos = false;
+  bool no_echo = false;
+  std::string kernel_arch, gemv, gemm;  // "" = BITNET_ARCH / BITNET_GEMV / BITNET_GEMM, else best
+  std::string act = "per-token";
+  bool list_kernels = false;
+  bool help = false;
+};
+
+namespace detail {
+
+inline std::int64_t parse_int(std::string_view flag, const std::string& v, std::int64_t lo, std::int64_t hi) {
+  errno = 0;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
+    throw usage_error{std::string(flag) + ": expected an integer in [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "], got '" + v + "'"};
+  return x;
+}
+
+inline float parse_float(std::string_view flag, const std::string& v, double lo, double hi) {
+  errno = 0;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x) || x < lo || x > hi)
+    throw usage_error{std::string(flag) + ": expected a number in [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "], got '" + v + "'"};
+  return static_cast<float>(x);
+}
+
+inline std::uint64_t parse_u64(std::string_view flag, const std::string& v) {
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || v[0] == '-' || *end != '\0' || errno == ERANGE)
+    throw usage_error{std::string(flag) + ": expected a non-negative integer, got '" + v + "'"};
+  return x;
+}
+
+struct flag {
+  const char* names;  // "-m, --model"
+  const char* arg;    // "PATH" or "" for a switch
+  const char* help;   // includes the default
+  void (*apply)(options&, std::string_view name, const std::string& value);
+};
+
+inline const std::vector<flag>& flags() {
+  static const std::vector<flag> f = {
+      {"-m, --model", "PATH", "BitNet GGUF model file (required)",
+       [](options& o, std::string_view, const std::string& v) { o.model = v; }},
+      {"-p, --prompt", "TEXT", "prompt text, special tokens parsed (default: empty = start from BOS only)",
+       [](options& o, std::string_view, const std::string& v) {
+         o.prompt = v;
+         o.prompt_given = true;
+       }},
+      {"-f, --file", "PATH", "read the prompt from a file (default: none)",
+       [](options& o, std::string_view, const std::string& v) { o.prompt_file = v; }},
+      {"-n, --n-predict", "N", "tokens to generate; -1 = until end of generation or a full context (default: 256)",
+       [](options& o, std::string_view n, const std::string& v) { o.n_predict = parse_int(n, v, -1, INT32_MAX); }},
+      {"-c, --ctx-size", "N",
+       "context size: KV cache positions for prompt + output; 0 = the model's context_length "
+       "(default: min(2048, context_length))",
+       [](options& o, std::string_view n, const std::string& v) { o.n_ctx = parse_int(n, v, 0, INT32_MAX); }},
+      {"-b, --batch-size", "N", "prompt tokens per prefill chunk (batched GEMM) (default: 64)",
+       [](options& o, std::string_view n, const std::string& v) { o.n_batch = parse_int(n, v, 1, 65536); }},
+      {"-t, --threads", "N", "threads (default: the number of physical cores)",
+       [](options& o, std::string_view n, const std::string& v) { o.threads = static_cast<int>(parse_int(n, v, 1, 1024)); }},
+      {"--temp", "T", "temperature; 0 = greedy (arg max) (default: 0.8)",
+       [](options& o, std::string_view n, const std::string& v) { o.temp = parse_float(n, v, 0.0, 1e6); }},
+      {"--top-k", "N", "keep the N most likely tokens; 0 = off (default: 40)",
+       [](options& o, std::string_view n, const std::string& v) { o.top_k = static_cast<int>(parse_int(n, v, 0, INT32_MAX)); }},
+      {"--top-p", "P", "keep the smallest set of tokens with probability >= P; 1 = off (default: 0.95)",
+       [](options& o, std::string_view n, const std::string& v) { o.top_p = parse_float(n, v, 0.0, 1.0); }},
+      {"--min-p", "P", "drop tokens less likely than P x the most likely; 0 = off (default: 0.05)",
+       [](options& o, std::string_view n, const std::string& v) { o.min_p = parse_float(n, v, 0.0, 1.0); }},
+      {"--repeat-penalty", "X", "divide positive / multiply negative logits of recent tokens; 1 = off (default: 1.0)",
+       [](options& o, std::string_view n, const std::string& v) { o.repeat_penalty = parse_float(n, v, 1e-6, 1e6); }},
+      {"--repeat-last-n", "N", "tokens the repetition penalty looks back over (prompt included) (default: 64)",
+       [](options& o, std::string_view n, const std::string& v) { o.repeat_last_n = static_cast<int>(parse_int(n, v, 0, 1 << 20)); }},
+      {"--seed", "N", "random seed for sampling (default: random, printed in the summary)",
+       [](options& o, std::string_view n, const std::string& v) {
+         o.seed = parse_u64(n, v);
+         o.seed_given = true;
+       }},
+      {"--chat", "", "interactive chat; turns are read from stdin, -p is the first one (default: off)",
+       [](options& o, std::string_view, const std::string&) { o.chat = true; }},
+      {"--system", "TEXT", "system message for --chat (default: none)",
+       [](options& o, std::string_view, const std::string& v) { o.system = v; }},
+      {"--json", "", "print one JSON object (ids, text, timings) on stdout instead of streaming (default: off)",
+       [](options& o, std::string_view, const std::string&) { o.json = true; }},
+      {"--no-bos", "", "do not add BOS in front of the prompt (default: as the vocabulary says)",
+       [](options& o, std::string_view, const std::string&) { o.no_bos = true; }},
+      {"--ignore-eos", "", "keep generating after end-of-generation tokens (default: stop)",
+       [](options& o, std::string_view, const std::string&) { o.ignore_eos = true; }},
+      {"--no-echo", "", "do not print the prompt before the generated text (default: print it)",
+       [](options& o, std::string_view, const std::string&) { o.no_echo = true; }},
+      {"--kernel-arch", "NAME", "kernel arch: scalar, avx2, avx512bw, avx512vnni, neon64, neon64dp (default: $BITNET_ARCH, else the best this CPU runs)",
+       [](options& o, std::string_view, const std::string& v) { o.kernel_arch = v; }},
+      {"--gemv", "NAME", "ternary GEMV variant, e.g. gemv_t2_q8/avx2/b128/r4/u1 (default: $BITNET_GEMV, else the arch's)",
+       [](options& o, std::string_view, const std::string& v) { o.gemv = v; }},
+      {"--gemm", "NAME", "ternary GEMM variant for prefill (default: $BITNET_GEMM, else the arch's)",
+       [](options& o, std::string_view, const std::string& v) { o.gemm = v; }},
+      {"--act", "MODE", "ternary activation quantization: per-token (int8 per token, bitnet.cpp) or per-block (Q8_K, ggml's TQ) (default: per-token)",
+       [](options& o, std::string_view n, const std::string& v) {
+         if (v != "per-token" && v != "per-block")
+           throw usage_error{std::string(n) + ": expected per-token or per-block, got '" + v + "'"};
+         o.act = v;
+       }},
+      {"--list-kernels", "", "list the kernel variants of this build and CPU, then exit",
+       [](options& o, std::string_view, const std::string&) { o.list_kernels = true; }},
+      {"-h, --help", "", "this text",
+       [](options& o, std::string_view, const std::string&) { o.help = true; }},
+  };
+  return f;
+}
+
+inline bool matches(const char* names, std::string_view a) {
+  std::string_view n(names);
+  while (!n.empty()) {
+    const auto comma = n.find(", ");
+    if (n.substr(0, comma) == a) return true;
+    if (comma == std::string_view::npos) break;
+    n.remove_prefix(comma + 2);
+  }
+  return false;
+}
+
+}  // namespace detail
+
+inline std::string help_text() {
+  std::string s =
+      "usage: bitnet-generate -m MODEL.gguf [-p PROMPT] [options]\n"
+      "\n"
+      "Runs a BitNet b1.58 GGUF model (architectures bitnet, bitnet-b1.58, bitnet-25; ternary\n"
+      "weights I2_S, TQ2_0 or TQ1_0) on the CPU and streams the generated text to stdout; a\n"
+      "summary (load time, prefill and decode tokens/s, kernels, threads) goes to stderr.\n"
+      "\n"
+      "options:\n";
+  for (const auto& f : detail::flags()) {
+    std::string left = std::string("  ") + f.names + (f.arg[0] ? std::string(" ") + f.arg : std::string());
+    if (left.size() < 26) {
+      left.resize(26, ' ');
+    } else {
+      left += "\n" + std::string(26, ' ');
+    }
+    s += left + f.help + "\n";
+  }
+  s +=
+      "\n"
+      "Environment: BITNET_ARCH, BITNET_GEMV, BITNET_GEMM select kernels like the flags (flags win).\n"
+      "Exit status: 0 ok, 1 error (model, prompt, context), 2 bad command line.\n";
+  return s;
+}
+
+inline options parse_args(int argc, const char* const* argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string value;
+    bool has_value = false;
+    if (a.rfind("--", 0) == 0) {
+      if (const auto eq = a.find('='); eq != std::string::npos) {
+        value = a.substr(eq + 1);
+        a.resize(eq);
+        has_value = true;
+      }
+    }
+    const detail::flag* f = nullptr;
+    for (const auto& x : detail::flags())
+      if (detail::matches(x.names, a)) f = &x;
+    if (!f) throw usage_error{"unknown flag '" + a + "'"};
+    if (f->arg[0]) {
+      if (!has_value) {
+        if (i + 1 >= argc) throw usage_error{a + " needs a value (" + f->arg + ")"};
+        value = argv[++i];
+      }
+    } else if (has_value) {
+      throw usage_error{a + " takes no value"};
+    }
+    f->apply(o, a, value);
+  }
+  if (o.help || o.list_kernels) return o;
+  if (o.model.empty()) throw usage_error{"no model given (-m MODEL.gguf)"};
+  if (o.prompt_given && !o.prompt_file.empty()) throw usage_error{"-p and -f cannot be combined"};
+  if (o.chat && o.json) throw usage_error{"--chat and --json cannot be combined"};
+  if (!o.system.empty() && !o.chat) throw usage_error{"--system needs --chat"};
+  return o;
+}
+
+}  // namespace bitnet::run

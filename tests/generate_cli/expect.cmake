@@ -1,0 +1,35 @@
+# Runs one bitnet-generate command and checks its exit status and output.
+#   cmake -DCMD=<exe|arg|arg...> [-DINPUT=file] -DRC=0|nonzero|<n> [-DMATCH=<re|re...>]
+#         [-DSTDOUT=<re>] [-DONE_LINE_ERROR=ON] -P expect.cmake
+# CMD and MATCH use '|' between items (CTest would split ';'). Every MATCH regex must occur in
+# stdout+stderr; STDOUT must match stdout alone; ONE_LINE_ERROR requires stderr to be exactly
+# one "bitnet-generate: error: ..." line.
+string(REPLACE "|" ";" cmd "${CMD}")
+set(in_args)
+if(INPUT)
+  set(in_args INPUT_FILE ${INPUT})
+endif()
+execute_process(COMMAND ${cmd} ${in_args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(all "${out}${err}")
+if(RC STREQUAL "nonzero")
+  if(rc EQUAL 0 OR NOT rc MATCHES "^[0-9]+$")
+    message(FATAL_ERROR "expected a non-zero exit status, got '${rc}'\nstdout:\n${out}\nstderr:\n${err}")
+  endif()
+elseif(NOT rc STREQUAL "${RC}")
+  message(FATAL_ERROR "expected exit status ${RC}, got '${rc}'\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+if(MATCH)
+  string(REPLACE "|" ";" res "${MATCH}")
+  foreach(re IN LISTS res)
+    if(NOT all MATCHES "${re}")
+      message(FATAL_ERROR "output does not match '${re}'\nstdout:\n${out}\nstderr:\n${err}")
+    endif()
+  endforeach()
+endif()
+if(STDOUT AND NOT out MATCHES "${STDOUT}")
+  message(FATAL_ERROR "stdout does not match '${STDOUT}'\nstdout:\n${out}")
+endif()
+if(ONE_LINE_ERROR AND NOT err MATCHES "^bitnet-generate: error: [^\n]+\n$")
+  message(FATAL_ERROR "stderr is not one error line:\n${err}")
+endif()
+message(STATUS "ok (exit ${rc})")
