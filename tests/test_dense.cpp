@@ -9,6 +9,7 @@
 
 #include <cmath>      // std::fabs, std::sqrt
 #include <cstdlib>    // std::getenv, std::strtoull
+#include <limits>     // infinity
 #include <stdexcept>  // std::invalid_argument
 #include <string>     // messages
 #include <thread>     // concurrent row ranges
@@ -340,6 +341,30 @@ TEST(DenseQuant, Q6KRoundTrip) {
   EXPECT_LE(err, naive) << "the candidate search should not lose to the naive scale choice";
   std::printf("Q6_K round trip: relative RMS error %.5f on Gaussian blocks; all blocks %.5f (naive %.5f)\n", rel,
               std::sqrt(err / sig), std::sqrt(naive / sig));
+}
+
+// Non-finite and huge inputs must not reach undefined float->int conversions (run
+// under -DBITNET_SANITIZE=ON, UBSan checks that) and must give defined encodings.
+TEST(DenseQuant, NonFiniteAndHugeInputs) {
+  std::vector<float> x(512, 0.5f);
+  x[3] = std::nanf("");
+  x[40] = std::numeric_limits<float>::infinity();
+  x[300] = -std::numeric_limits<float>::infinity();
+  x[301] = 1e30f;
+  std::vector<bitnet::block_q8_0> q80(16);
+  std::vector<bitnet::block_q8_k> q8k(2);
+  std::vector<bitnet::block_q6_k> q6(2);
+  bitnet::quantize_row_q8_0(x.data(), q80.data(), 512);
+  bitnet::quantize_row_q8_k(x.data(), q8k.data(), 512);
+  bitnet::quantize_row_q6_k(x.data(), q6.data(), 512);
+  EXPECT_EQ(q80[0].qs[3], 0);  // NaN -> 0
+  // Q6_K saturates: a block of huge values keeps the largest fp16 d, not inf
+  std::vector<float> big(256, 3e9f);
+  bitnet::quantize_row_q6_k(big.data(), q6.data(), 256);
+  EXPECT_EQ(q6[0].d, 0x7BFF);
+  std::vector<float> y(256);
+  bitnet::dequantize_row_q6_k(q6.data(), y.data(), 256);
+  for (float v : y) EXPECT_TRUE(std::isfinite(v) && v > 2e8f) << v;
 }
 
 // ---------------------------------------------------------------- dispatch

@@ -15,7 +15,9 @@
 //   value = fp16(d) * scales[i/16] * (code - 32). scales[] is int8.
 // * Q8_K (activation only, 292 B / 256): f32 d, int8 qs, int16 bsums[16] (sums of
 //   qs over 16-element groups).
-// * Activation quantization follows ggml's reference quantizers:
+// * Activation quantization follows ggml's reference quantizers (ggml's x86 SIMD
+//   Q8_0 path uses 127/amax and ties-to-even instead, which can differ by one step
+//   in rare ties):
 //   Q8_0:  per 32, amax = max|x|, d = amax/127, id = d ? 1/d : 0,
 //          q = roundf(x*id) (ties away from zero), stored d = fp16(d).
 //   Q8_K:  per 256, vmax = the first x with the largest |x|, iscale = -127/vmax,
@@ -294,14 +296,23 @@ inline void quantize_row_q8_k(const float* x, block_q8_k* y, std::int64_t k) {
 
 namespace detail::dense {
 
-// Codes for 16 values at a given scale s (x ~ s*q), and the squared error.
-inline double q6k_fit(const float* x, float s, std::int8_t* q) noexcept {
-  double err = 0.0;
+// Round to nearest, ties to even, for |v| < 2^22 (the default FP environment);
+// larger or non-finite v give some value of similar magnitude / NaN, which the
+// callers clamp. Much cheaper than std::nearbyint without SSE4.1.
+inline float round_small(float v) noexcept {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+
+// Codes (as floats in [-32, 31]) for 16 values at scale s (x ~ s*q) and the
+// squared error. NaN codes only arise from NaN inputs; they become 0 when stored.
+inline float q6k_fit(const float* x, float s, float* q) noexcept {
   const float inv = s != 0.0f ? 1.0f / s : 0.0f;
+  float err = 0.0f;
   for (int i = 0; i < 16; ++i) {
-    const int v = clamp_to_int(std::nearbyint(x[i] * inv), -32, 31);
-    q[i] = static_cast<std::int8_t>(v);
-    const double e = static_cast<double>(x[i]) - static_cast<double>(s) * v;
+    const float v = std::min(std::max(round_small(x[i] * inv), -32.0f), 31.0f);
+    q[i] = v;
+    const float e = x[i] - s * v;
     err += e * e;
   }
   return err;
@@ -318,25 +329,31 @@ inline float q6k_sub_scale(const float* x) noexcept {
     }
   }
   if (amax == 0.0f || !std::isfinite(amax)) return 0.0f;
-  double best_err = -1.0;
+  float sxx = 0.0f;
+  for (int i = 0; i < 16; ++i) sxx += x[i] * x[i];
+  float best_err = -1.0f;
   float best = vmax / -32.0f;
-  std::int8_t q[16];
+  float q[16];
   // Map the largest-magnitude value to a code between -32 and -26 or between 27
-  // and 31, in half steps; refit the scale by least squares for each candidate.
+  // and 31, in half steps. For each candidate's codes q the least-squares scale is
+  // s = (x.q)/(q.q) with squared error x.x - (x.q)^2/(q.q); keep the best.
   for (int c = 0; c < 22; ++c) {
     const float t = c < 13 ? -32.0f + 0.5f * static_cast<float>(c) : 31.0f - 0.5f * static_cast<float>(c - 13);
-    (void)q6k_fit(x, vmax / t, q);
-    double sxq = 0.0, sqq = 0.0;
-    for (int i = 0; i < 16; ++i) {
-      sxq += static_cast<double>(x[i]) * q[i];
-      sqq += static_cast<double>(q[i]) * q[i];
-    }
-    if (sqq == 0.0) continue;
-    const auto s = static_cast<float>(sxq / sqq);
-    const double err = q6k_fit(x, s, q);
-    if (best_err < 0.0 || err < best_err) {
+    const float inv = t / vmax;
+    for (int i = 0; i < 16; ++i) q[i] = std::min(std::max(round_small(x[i] * inv), -32.0f), 31.0f);
+    float sxq4[4] = {}, sqq4[4] = {};  // 4 partial sums: lets the compiler use vectors
+    for (int i = 0; i < 16; i += 4)
+      for (int l = 0; l < 4; ++l) {
+        sxq4[l] += x[i + l] * q[i + l];
+        sqq4[l] += q[i + l] * q[i + l];
+      }
+    const float sxq = (sxq4[0] + sxq4[1]) + (sxq4[2] + sxq4[3]);
+    const float sqq = (sqq4[0] + sqq4[1]) + (sqq4[2] + sqq4[3]);
+    if (!(sqq > 0.0f)) continue;
+    const float err = sxx - sxq * sxq / sqq;
+    if (best_err < 0.0f || err < best_err) {
       best_err = err;
-      best = s;
+      best = sxq / sqq;
     }
   }
   return best;
@@ -345,15 +362,16 @@ inline float q6k_sub_scale(const float* x) noexcept {
 }  // namespace detail::dense
 
 // Q6_K quantizer (our own algorithm, not ggml's):
-//  1. per 16-value sub-block j, search 22 candidate scales (the largest-|x| value
-//     mapped to codes -32, -31.5, ..., -26 and 31, 30.5, ..., 27), refit each by
-//     least squares on its rounded codes, keep the one with the least squared
-//     error -> float s_j;
+//  1. per 16-value sub-block j: for 22 candidates (the largest-|x| value mapped to
+//     code -32, -31.5, ..., -26 or 31, 30.5, ..., 27) round all values to codes in
+//     [-32, 31], take the least-squares scale for those codes, and keep the
+//     candidate with the least squared error -> float s_j;
 //  2. super-block d = fp16(max_j |s_j| / 127);
 //  3. per sub-block, int8 scale sc_j = round(s_j / d), then try sc_j - 1, sc_j,
 //     sc_j + 1 and keep the one whose re-rounded codes q = round(x / (d*sc))
 //     (clamped to [-32, 31]) give the least squared error.
-// k must be a multiple of 256; |x| must stay below ~2.6e8 (fp16 d overflows above).
+// On Gaussian data this gives about 0.0167 relative RMS error (a plain
+// "largest value -> -32" choice: about 0.019); ~30 ns per weight with g++ -O2.
 inline void quantize_row_q6_k(const float* x, block_q6_k* y, std::int64_t k) {
   detail::dense::check_row_k("quantize_row_q6_k", k, kQK_K);
   for (std::int64_t b = 0; b < k / kQK_K; ++b) {
@@ -364,21 +382,23 @@ inline void quantize_row_q6_k(const float* x, block_q6_k* y, std::int64_t k) {
       s[j] = detail::dense::q6k_sub_scale(xb + 16 * j);
       smax = std::max(smax, std::fabs(s[j]));
     }
-    const std::uint16_t d16 = f32_to_fp16(smax / 127.0f);
+    // fp16 d saturates at 65504 (inputs beyond ~2.6e8 clip instead of becoming inf)
+    const std::uint16_t d16 = f32_to_fp16(std::min(smax / 127.0f, 65504.0f));
     const float d = fp16_to_f32(d16);
     std::int8_t q[256] = {};
     std::int8_t sc[16] = {};
     for (int j = 0; j < 16; ++j) {
       if (d == 0.0f || !std::isfinite(d)) break;
-      const int c0 = detail::dense::clamp_to_int(std::nearbyint(s[j] / d), -128, 127);
-      double best_err = -1.0;
-      std::int8_t tmp[16];
+      const int c0 = detail::dense::clamp_to_int(detail::dense::round_small(s[j] / d), -128, 127);
+      float best_err = -1.0f;
+      float tmp[16];
       for (int c = std::max(-128, c0 - 1); c <= std::min(127, c0 + 1); ++c) {
-        const double err = detail::dense::q6k_fit(xb + 16 * j, d * static_cast<float>(c), tmp);
-        if (best_err < 0.0 || err < best_err) {
+        const float err = detail::dense::q6k_fit(xb + 16 * j, d * static_cast<float>(c), tmp);
+        if (best_err < 0.0f || err < best_err) {
           best_err = err;
           sc[j] = static_cast<std::int8_t>(c);
-          std::memcpy(q + 16 * j, tmp, 16);
+          for (int i = 0; i < 16; ++i)
+            q[16 * j + i] = static_cast<std::int8_t>(detail::dense::clamp_to_int(tmp[i], -32, 31));
         }
       }
     }
