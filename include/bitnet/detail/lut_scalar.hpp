@@ -1,0 +1,161 @@
+// bitnet/detail/lut_scalar.hpp - portable bodies of the LUT kernels, and the
+// contract every arch's lut_impl follows (layouts: lut.hpp).
+//
+// Shuffle family (gemv_lut_q8 / gemm_lut_q8), group size G = 2 or 3:
+//   build_tables<G>(q, k0, kvalid, ngroups, tbl)
+//     For groups j < ngroups starting at weight index k0: activations b_i = q[k0 + G*j + i]
+//     (0 where k0 + G*j + i >= kvalid). Writes 32 bytes per group at tbl + 32*j: the low
+//     bytes [0, 16) and high bytes [16, 32) of 16 int16 entries, entry e = sum_i w_i(e) * b_i
+//     for the pattern of index e (lut_entry_weight), 0 for unused indices.
+//   tile_block<G, RT, U, T>(w, noct, tbl, part, first)
+//     One row tile of RT rows and `noct` group octets (8 groups) starting at w, for T
+//     tokens whose tables are tbl[t] (the same block of groups). For every row r < RT:
+//       s = sum over the block's groups of L(r, group), where L is the table entry of the
+//           row's index, one's-complemented (~e = -e - 1) when its G = 3 sign bit is set;
+//       part[t][r] = s (first) or part[t][r] + s.
+//     part[t] may point into float storage: it is read and written only through
+//     std::memcpy or vector loads/stores, never as an int32 lvalue. Unaligned.
+//     Within one call |s| stays below 2^15 (lut_block_groups bounds noct), so arches
+//     may accumulate in int16.
+// Vector family (gemm_lutv_q8), G = 3, NT tokens per table vector:
+//   lutv_build<NT>(act, tb, tbl)
+//     act: int16 [3*tb][NT] (activation k of the block, token t); tbl: int16 [tb][27][NT],
+//     entry p = 9*c0 + 3*c1 + c2 holds sum_i (c_i - 1) * act[3j + i][t].
+//   lutv_rows<NT, R, TB>(idx, tbl, part, first)
+//     Rows r < R with TB pattern bytes at idx + 32*r: part[r*NT + t] (=|+=) sum over
+//     j < TB of tbl[j][idx[32*r + j]][t]. part is int32 storage. |sum| < 2^15 per call.
+#pragma once
+
+#include <array>    // entry patterns
+#include <cstdint>  // fixed-width integers
+#include <cstring>  // std::memcpy for partial sums that may live in float storage
+
+#include "../arch.hpp"
+#include "static_for.hpp"
+
+namespace bitnet::detail {
+
+// Weight w_i (-1, 0, +1) that table index e of group size G stands for.
+//   G = 2: e = 3*(w0+1) + (w1+1), 0..8 (9 patterns, 4 = all zero); 9..15 unused.
+//   G = 3: e = |9*w0 + 3*w1 + w2|, 0..13 (magnitudes; the sign is a separate bit); 14, 15 unused.
+template <int G> constexpr int lut_entry_weight(int e, int i) noexcept {
+  if constexpr (G == 2) {
+    if (e > 8) return 0;
+    return i == 0 ? e / 3 - 1 : e % 3 - 1;
+  } else {
+    if (e > 13) return 0;
+    // Balanced ternary digits of e: w0 = round(e / 9), then w1, w2 of the rest.
+    const int w0 = e >= 5 ? 1 : 0;
+    const int r = e - 9 * w0;  // -4..4
+    const int w1 = r >= 2 ? 1 : (r <= -2 ? -1 : 0);
+    const int w2 = r - 3 * w1;
+    return i == 0 ? w0 : (i == 1 ? w1 : w2);
+  }
+}
+
+// Table index and sign of one group of weights (w[i] for i < G).
+template <int G> constexpr int lut_index(const int* w, bool& negative) noexcept {
+  if constexpr (G == 2) {
+    negative = false;
+    return 3 * (w[0] + 1) + (w[1] + 1);
+  } else {
+    const int v = 9 * w[0] + 3 * w[1] + w[2];
+    negative = v < 0;
+    return v < 0 ? -v : v;
+  }
+}
+
+// Largest |L| one lookup can contribute: G = 2: 2 * 128; G = 3: 3 * 128 + 1 (one's complement).
+template <int G> constexpr int lut_max_entry() noexcept { return G == 2 ? 256 : 385; }
+
+inline std::int32_t load_i32(const std::int32_t* p, int i) noexcept {
+  std::int32_t v;
+  std::memcpy(&v, p + i, sizeof v);
+  return v;
+}
+inline void store_i32(std::int32_t* p, int i, std::int32_t v) noexcept { std::memcpy(p + i, &v, sizeof v); }
+
+// Portable table builder (also the tail of the SIMD builders).
+template <int G>
+inline void lut_build_tables_scalar(const std::int8_t* q, std::int64_t k0, std::int64_t kvalid, std::int64_t ngroups,
+                                    std::uint8_t* tbl) noexcept {
+  for (std::int64_t j = 0; j < ngroups; ++j) {
+    int b[G];
+    for (int i = 0; i < G; ++i) {
+      const std::int64_t k = k0 + G * j + i;
+      b[i] = k < kvalid ? q[k] : 0;
+    }
+    std::uint8_t* t = tbl + 32 * j;
+    for (int e = 0; e < 16; ++e) {
+      int v = 0;
+      for (int i = 0; i < G; ++i) v += lut_entry_weight<G>(e, i) * b[i];
+      const auto u = static_cast<std::uint16_t>(v);
+      t[e] = static_cast<std::uint8_t>(u & 0xFF);
+      t[16 + e] = static_cast<std::uint8_t>(u >> 8);
+    }
+  }
+}
+
+// Portable vector-table builder.
+template <int NT> inline void lutv_build_scalar(const std::int16_t* act, int tb, std::int16_t* tbl) noexcept {
+  for (int j = 0; j < tb; ++j) {
+    const std::int16_t* a = act + 3 * j * NT;
+    for (int p = 0; p < 27; ++p) {
+      const int c0 = p / 9 - 1, c1 = (p / 3) % 3 - 1, c2 = p % 3 - 1;
+      std::int16_t* e = tbl + (j * 27 + p) * NT;
+      for (int t = 0; t < NT; ++t) e[t] = static_cast<std::int16_t>(c0 * a[t] + c1 * a[NT + t] + c2 * a[2 * NT + t]);
+    }
+  }
+}
+
+template <class Arch> struct lut_impl;
+
+template <> struct lut_impl<arch::scalar> {
+  template <int G>
+  static void build_tables(const std::int8_t* q, std::int64_t k0, std::int64_t kvalid, std::int64_t ngroups,
+                           std::uint8_t* tbl) noexcept {
+    lut_build_tables_scalar<G>(q, k0, kvalid, ngroups, tbl);
+  }
+
+  // Reads the layout one row at a time: the reference path for every row tile.
+  template <int G, int RT, int U, int T>
+  static void tile_block(const std::uint8_t* w, std::int64_t noct, const std::uint8_t* const* tbl,
+                         std::int32_t* const* part, bool first) noexcept {
+    constexpr int OB = (G == 2 ? 4 : 5) * RT;  // bytes per octet of groups
+    for (int t = 0; t < T; ++t) {
+      for (int r = 0; r < RT; ++r) {
+        std::int32_t s = 0;
+        for (std::int64_t o = 0; o < noct; ++o) {
+          const std::uint8_t* wo = w + o * OB;
+          const unsigned signs = G == 3 ? wo[4 * RT + r] : 0u;
+          for (int j = 0; j < 8; ++j) {
+            const unsigned e = (wo[(j / 2) * RT + r] >> (4 * (j & 1))) & 15u;
+            const std::uint8_t* tb = tbl[t] + 32 * (8 * o + j);
+            auto v = static_cast<std::int16_t>(static_cast<std::uint16_t>(tb[e] | (tb[16 + e] << 8)));
+            if (G == 3 && ((signs >> (7 - j)) & 1u)) v = static_cast<std::int16_t>(~v);
+            s += v;
+          }
+        }
+        store_i32(part[t], r, first ? s : load_i32(part[t], r) + s);
+      }
+    }
+  }
+
+  template <int NT> static void lutv_build(const std::int16_t* act, int tb, std::int16_t* tbl) noexcept {
+    lutv_build_scalar<NT>(act, tb, tbl);
+  }
+
+  template <int NT, int R, int TB>
+  static void lutv_rows(const std::uint8_t* idx, const std::int16_t* tbl, std::int32_t* part, bool first) noexcept {
+    for (int r = 0; r < R; ++r) {
+      std::int32_t s[NT] = {};
+      for (int j = 0; j < TB; ++j) {
+        const std::int16_t* e = tbl + (j * 27 + idx[32 * r + j]) * NT;
+        for (int t = 0; t < NT; ++t) s[t] += e[t];
+      }
+      for (int t = 0; t < NT; ++t) part[r * NT + t] = first ? s[t] : part[r * NT + t] + s[t];
+    }
+  }
+};
+
+}  // namespace bitnet::detail
