@@ -2,14 +2,16 @@
 //
 // Contract: as the scalar kernels in dense_ref.hpp. Rows at any address (unaligned
 // loads); K any value >= 0 for F32/F16/BF16 (masked tail loads, which never touch
-// bytes past the row), a multiple of 32 (Q8_0) or 256 (Q6_K).
+// bytes past the row), a multiple of 32 (Q8_0) or 256 (Q6_K). Only Q6_K uses
+// 512-bit vectors; the memory-bound float and Q8_0 kernels run 256 bits wide with
+// AVX-512VL/BW masked tails (see the comments at ld_f32 and q8_block).
 //
 // Every function carries BITNET_TARGET_AVX512BW and runs only after dispatch.
 //
 // Weights are prefetched kPrefetch bytes ahead, as in the AVX2 bodies.
 //
-// Accumulation: F32/F16/BF16 use 4 x 16 f32 lanes (element j -> lane j % 64, then a
-// 16-wide and a masked tail step); Q8_0 is 256 bits wide like the AVX2 body (2 x 8
+// Accumulation: F32/F16/BF16 use 4 x 8 f32 lanes (element j -> lane j % 32, then an
+// 8-wide and a masked tail step; 256-bit on purpose, see ld_f32); Q8_0 is 256 bits wide like the AVX2 body (2 x 8
 // lanes, int32 lane sums converted to f32 and FMAed with dw*dx); Q6_K reduces each
 // block to one exact int32 and accumulates (dw*dx) * float(isum) into 4 scalar
 // partial sums (block b -> b % 4), like the AVX2 body.
@@ -40,58 +42,70 @@ struct avx512_kernels {
     return _cvtsh_ss(v);
   }
 
-  // 16 weights as f32, full or masked (mask selects the first n lanes).
+  // 8 weights as f32, full or masked (the mask selects the first n lanes; masked
+  // loads never touch the bytes of unselected lanes). The float kernels are 256
+  // bits wide on purpose: they are memory-bound, and with 512-bit vectors the F16
+  // and BF16 heads streamed 4-10% slower on the Xeon VM they were measured on.
   struct ld_f32 {
     static constexpr int bytes = 4;
-    BITNET_TARGET_AVX512BW static __m512 load16(const std::uint8_t* p) noexcept { return _mm512_loadu_ps(p); }
-    BITNET_TARGET_AVX512BW static __m512 load16m(const std::uint8_t* p, __mmask16 k) noexcept {
-      return _mm512_maskz_loadu_ps(k, p);
+    BITNET_TARGET_AVX512BW static __m256 load8(const std::uint8_t* p) noexcept {
+      return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+    }
+    BITNET_TARGET_AVX512BW static __m256 load8m(const std::uint8_t* p, __mmask8 k) noexcept {
+      return _mm256_maskz_loadu_ps(k, p);
     }
   };
   struct ld_f16 {
     static constexpr int bytes = 2;
-    BITNET_TARGET_AVX512BW static __m512 load16(const std::uint8_t* p) noexcept {
-      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    BITNET_TARGET_AVX512BW static __m256 load8(const std::uint8_t* p) noexcept {
+      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     }
-    BITNET_TARGET_AVX512BW static __m512 load16m(const std::uint8_t* p, __mmask16 k) noexcept {
-      return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p));
+    BITNET_TARGET_AVX512BW static __m256 load8m(const std::uint8_t* p, __mmask8 k) noexcept {
+      return _mm256_cvtph_ps(_mm_maskz_loadu_epi16(k, p));
     }
   };
   struct ld_bf16 {
     static constexpr int bytes = 2;
-    BITNET_TARGET_AVX512BW static __m512 widen(__m256i h) noexcept {
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    BITNET_TARGET_AVX512BW static __m256 widen(__m128i h) noexcept {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
-    BITNET_TARGET_AVX512BW static __m512 load16(const std::uint8_t* p) noexcept {
-      return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    BITNET_TARGET_AVX512BW static __m256 load8(const std::uint8_t* p) noexcept {
+      return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     }
-    BITNET_TARGET_AVX512BW static __m512 load16m(const std::uint8_t* p, __mmask16 k) noexcept {
-      return widen(_mm256_maskz_loadu_epi16(k, p));
+    BITNET_TARGET_AVX512BW static __m256 load8m(const std::uint8_t* p, __mmask8 k) noexcept {
+      return widen(_mm_maskz_loadu_epi16(k, p));
     }
   };
+
+  BITNET_TARGET_AVX512BW static float hsum(__m256 v) noexcept {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
 
   template <class L>
   BITNET_TARGET_AVX512BW static void gemv_float(const void* W, std::size_t row_bytes, const float* x, std::int64_t K,
                                                 float* y, std::int64_t row_begin, std::int64_t row_end) {
-    const std::int64_t K64 = K & ~std::int64_t{63};
+    const std::int64_t K32 = K & ~std::int64_t{31};
     for (std::int64_t m = row_begin; m < row_end; ++m) {
       const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
-      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
       std::int64_t j = 0;
-      for (; j < K64; j += 64) {
+      for (; j < K32; j += 32) {
         const std::uint8_t* p = row + L::bytes * j;
-        for (int pf = 0; pf < 64 * L::bytes; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
-        a0 = _mm512_fmadd_ps(L::load16(p), _mm512_loadu_ps(x + j), a0);
-        a1 = _mm512_fmadd_ps(L::load16(p + 16 * L::bytes), _mm512_loadu_ps(x + j + 16), a1);
-        a2 = _mm512_fmadd_ps(L::load16(p + 32 * L::bytes), _mm512_loadu_ps(x + j + 32), a2);
-        a3 = _mm512_fmadd_ps(L::load16(p + 48 * L::bytes), _mm512_loadu_ps(x + j + 48), a3);
+        for (int pf = 0; pf < 32 * L::bytes; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
+        a0 = _mm256_fmadd_ps(L::load8(p), _mm256_loadu_ps(x + j), a0);
+        a1 = _mm256_fmadd_ps(L::load8(p + 8 * L::bytes), _mm256_loadu_ps(x + j + 8), a1);
+        a2 = _mm256_fmadd_ps(L::load8(p + 16 * L::bytes), _mm256_loadu_ps(x + j + 16), a2);
+        a3 = _mm256_fmadd_ps(L::load8(p + 24 * L::bytes), _mm256_loadu_ps(x + j + 24), a3);
       }
-      for (; j + 16 <= K; j += 16) a1 = _mm512_fmadd_ps(L::load16(row + L::bytes * j), _mm512_loadu_ps(x + j), a1);
+      for (; j + 8 <= K; j += 8) a1 = _mm256_fmadd_ps(L::load8(row + L::bytes * j), _mm256_loadu_ps(x + j), a1);
       if (j < K) {
-        const auto k = static_cast<__mmask16>((1u << (K - j)) - 1u);
-        a2 = _mm512_fmadd_ps(L::load16m(row + L::bytes * j, k), _mm512_maskz_loadu_ps(k, x + j), a2);
+        const auto k = static_cast<__mmask8>((1u << (K - j)) - 1u);
+        a2 = _mm256_fmadd_ps(L::load8m(row + L::bytes * j, k), _mm256_maskz_loadu_ps(k, x + j), a2);
       }
-      y[m] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+      y[m] = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     }
   }
 
