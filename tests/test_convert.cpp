@@ -302,6 +302,36 @@ TEST(SentencePiece, HandBuiltProto) {
   EXPECT_NE(m.find("no pieces"), std::string::npos) << m;
 }
 
+TEST(Robustness, MutatedInputsGiveErrorsNotCrashes) {
+  // Every truncation of a tiny checkpoint and of a hand-built proto, and random byte flips,
+  // must end in a result or a convert::error (run under the sanitizers in CI).
+  const auto ck = tiny_checkpoint({}, 0x55);
+  for (std::size_t n = 0; n < ck.size(); n += 7) {
+    std::vector<std::uint8_t> b(ck.begin(), ck.begin() + static_cast<std::ptrdiff_t>(n));
+    EXPECT_FALSE(error_of([&] { cv::read_llama2c(b, "cut"); }).empty()) << n;
+  }
+  std::vector<std::uint8_t> model;
+  if (std::filesystem::exists(kTokModel)) model = cv::read_file(kTokModel.string());
+  else model = proto({0x0a, 0x05, 0x0a, 0x01, 'a', 0x18, 0x01, 0x1a, 0x02, 0x18, 0x00});
+  for (std::size_t n = 0; n < model.size(); n += 13) {
+    std::vector<std::uint8_t> b(model.begin(), model.begin() + static_cast<std::ptrdiff_t>(n));
+    try {
+      (void)cv::parse_sentencepiece(b, "cut");
+    } catch (const cv::error&) {
+    }
+  }
+  cv::splitmix64 r{12345};
+  for (int i = 0; i < 2000; ++i) {
+    auto b = i % 2 ? ck : model;
+    for (int k = 0; k < 4; ++k) b[r.next() % b.size()] = static_cast<std::uint8_t>(r.next());
+    try {
+      if (i % 2) (void)cv::read_llama2c(b, "flip");
+      else (void)cv::parse_sentencepiece(b, "flip");
+    } catch (const cv::error&) {
+    }
+  }
+}
+
 // ---------------------------------------------------------------- RoPE permutation
 
 TEST(Rope, PermutationHandExample) {
