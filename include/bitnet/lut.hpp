@@ -351,20 +351,19 @@ void lutv_gemm_run(const lut_matrix& W, const activations& X, float* Y, std::int
   if (r0 >= r1) return;
   constexpr int TB = lutv_table_groups<NT>();
   static_assert(kLutvLayoutBlock % TB == 0);
-  const std::int64_t rows = r1 - r0, N = X.rows(), ng = W.groups(), K = W.K;
+  const std::int64_t rows = r1 - r0, N = X.rows(), ng = W.groups();
   aligned_buffer<std::int32_t> part(static_cast<std::size_t>(rows * NT));
   aligned_buffer<std::int16_t> act(static_cast<std::size_t>(3 * TB * NT));
   aligned_buffer<std::int16_t> tbl(static_cast<std::size_t>(TB * 27 * NT));
   const float sw = W.scale;
   for (std::int64_t t0 = 0; t0 < N; t0 += NT) {
     const int ntok = static_cast<int>(std::min<std::int64_t>(NT, N - t0));
+    const std::int8_t* qrows[NT];
+    for (int t = 0; t < NT; ++t) qrows[t] = t < ntok ? X.q(t0 + t) : nullptr;
     for (std::int64_t g0 = 0; g0 < ng; g0 += TB) {
-      // Activations of this block, token-minor (zeros past K and past the last token).
-      std::int16_t* a = act.data();
-      for (int i = 0; i < 3 * TB; ++i) {
-        const std::int64_t k = 3 * g0 + i;
-        for (int t = 0; t < NT; ++t) a[i * NT + t] = (t < ntok && k < K) ? X.q(t0 + t)[k] : std::int16_t{0};
-      }
+      // Activations of this block, token-minor (zeros past the padded row and past the last token;
+      // between K and the padded length they are zero already).
+      lut_impl<Arch>::template lutv_gather<NT>(qrows, 3 * g0, X.padded_K(), 3 * TB, act.data());
       lut_impl<Arch>::template lutv_build<NT>(act.data(), TB, tbl.data());
       const std::int64_t b = g0 / kLutvLayoutBlock, off = g0 % kLutvLayoutBlock;
       std::int64_t m = r0;

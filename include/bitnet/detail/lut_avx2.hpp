@@ -42,20 +42,12 @@ inline constexpr lut3_gather kLut3Gather = [] {
 }();
 
 template <> struct lut_impl<arch::avx2> {
-  // E[e] holds entry e of 16 groups (int16 lane j = group j); writes the 16 tables.
-  template <int NE> BITNET_TARGET_AVX2 static void store_tables16(const __m256i* E, std::uint8_t* out) noexcept {
-    const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
-                                           12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-    __m256i R[16];
-    // Row e: [low bytes of groups 0..15 | high bytes of groups 0..15].
-    static_for_lut_avx2<16>([&](auto e) BITNET_INLINE_AVX2 {
-      if constexpr (decltype(e)::value < NE) R[e] = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(E[e], split), 0xD8);
-      else R[e] = _mm256_setzero_si256();
-    });
-    // In-lane 16x16 byte transpose: out[j] = column j = [low table | high table] of group j.
+  // In-lane 16x16 byte transpose of R[0..15] (each 128-bit lane separately): byte i of
+  // lane l of out[j] = byte j of lane l of R[i].
+  BITNET_TARGET_AVX2 static void transpose16(const __m256i* R, __m256i* out) noexcept {
     __m256i S1[16], S2[16], S3[16];
     static_for_lut_avx2<8>([&](auto i) BITNET_INLINE_AVX2 {
-      S1[2 * i] = _mm256_unpacklo_epi8(R[2 * i], R[2 * i + 1]);  // columns 0..7, rows 2i, 2i+1
+      S1[2 * i] = _mm256_unpacklo_epi8(R[2 * i], R[2 * i + 1]);      // columns 0..7, rows 2i, 2i+1
       S1[2 * i + 1] = _mm256_unpackhi_epi8(R[2 * i], R[2 * i + 1]);  // columns 8..15
     });
     // S2[(i2*2 + h)*2 + h2]: rows 4i2..4i2+3, columns 8h + 4h2 + 0..3
@@ -74,9 +66,26 @@ template <> struct lut_impl<arch::avx2> {
       });
     });
     static_for_lut_avx2<8>([&](auto c3) BITNET_INLINE_AVX2 {  // c3 = 2c + h3: columns 2*c3, 2*c3 + 1
-      const __m256i a = S3[c3], b = S3[8 + c3];
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * (2 * c3)), _mm256_unpacklo_epi64(a, b));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * (2 * c3 + 1)), _mm256_unpackhi_epi64(a, b));
+      out[2 * c3] = _mm256_unpacklo_epi64(S3[c3], S3[8 + c3]);
+      out[2 * c3 + 1] = _mm256_unpackhi_epi64(S3[c3], S3[8 + c3]);
+    });
+  }
+
+  // E[e] holds entry e of 16 groups (int16 lane j = group j); writes the 16 tables.
+  template <int NE> BITNET_TARGET_AVX2 static void store_tables16(const __m256i* E, std::uint8_t* out) noexcept {
+    const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
+                                           12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    __m256i R[16], T[16];
+    // Row e: [low bytes of groups 0..15 | high bytes of groups 0..15].
+    static_for_lut_avx2<16>([&](auto e) BITNET_INLINE_AVX2 {
+      if constexpr (decltype(e)::value < NE)
+        R[e] = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(E[e], split), 0xD8);
+      else
+        R[e] = _mm256_setzero_si256();
+    });
+    transpose16(R, T);  // T[j] = [low table | high table] of group j
+    static_for_lut_avx2<16>([&](auto j) BITNET_INLINE_AVX2 {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * j), T[j]);
     });
   }
 
@@ -209,6 +218,46 @@ template <> struct lut_impl<arch::avx2> {
     });
   }
 
+  // Activations k0 .. k0+nk-1 of NT tokens (qrows[t], nullptr = absent), token-minor
+  // int16, zero at k >= kvalid. 16 tokens x 32 k per in-lane transpose (lane 1 = the
+  // next 16 k), 16 k with lane 1 idle, then scalar for what is left.
+  template <int NT>
+  BITNET_TARGET_AVX2 static void lutv_gather(const std::int8_t* const* qrows, std::int64_t k0, std::int64_t kvalid,
+                                             int nk, std::int16_t* act) noexcept {
+    static_assert(NT % 16 == 0);
+    for (int tg = 0; tg < NT; tg += 16) {
+      int i = 0;
+      while (i < nk) {
+        const int step = (i + 32 <= nk && k0 + i + 32 <= kvalid) ? 32 : ((i + 16 <= nk && k0 + i + 16 <= kvalid) ? 16 : 0);
+        if (step == 0) break;
+        __m256i R[16], T[16];
+        static_for_lut_avx2<16>([&](auto t) BITNET_INLINE_AVX2 {
+          const std::int8_t* q = qrows[tg + t];
+          if (q == nullptr)
+            R[t] = _mm256_setzero_si256();
+          else if (step == 32)
+            R[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + k0 + i));
+          else
+            R[t] = _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k0 + i)));
+        });
+        transpose16(R, T);  // T[j]: lane 0 = tokens at k0+i+j, lane 1 = tokens at k0+i+16+j
+        static_for_lut_avx2<16>([&](auto j) BITNET_INLINE_AVX2 {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(act + (i + j) * NT + tg),
+                              _mm256_cvtepi8_epi16(_mm256_castsi256_si128(T[j])));
+          if (step == 32)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(act + (i + 16 + j) * NT + tg),
+                                _mm256_cvtepi8_epi16(_mm256_extracti128_si256(T[j], 1)));
+        });
+        i += step;
+      }
+      for (; i < nk; ++i)
+        for (int t = 0; t < 16; ++t) {
+          const std::int8_t* q = qrows[tg + t];
+          act[i * NT + tg + t] = (q != nullptr && k0 + i < kvalid) ? q[k0 + i] : std::int16_t{0};
+        }
+    }
+  }
+
   template <int NT>
   BITNET_TARGET_AVX2 static void lutv_build(const std::int16_t* act, int tb, std::int16_t* tbl) noexcept {
     static_assert(NT % 16 == 0);
@@ -245,7 +294,7 @@ template <> struct lut_impl<arch::avx2> {
       const std::int16_t* tj = tbl + j0 * 27 * NT;
       static_for_lut_avx2<8>([&](auto j) BITNET_INLINE_AVX2 {
         static_for_lut_avx2<R>([&](auto r) BITNET_INLINE_AVX2 {
-          const std::int16_t* e = tj + (j * 27 + idx[32 * r + j0 + j]) * NT;
+          const std::int16_t* e = tj + j * 27 * NT + static_cast<std::size_t>(idx[32 * r + j0 + j]) * NT;
           static_for_lut_avx2<NV>([&](auto v) BITNET_INLINE_AVX2 {
             acc[r * NV + v] =
                 _mm256_add_epi16(acc[r * NV + v], _mm256_load_si256(reinterpret_cast<const __m256i*>(e + 16 * v)));

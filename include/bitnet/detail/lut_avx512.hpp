@@ -129,6 +129,12 @@ template <> struct lut_impl<arch::avx512bw> {
   }
 
   template <int NT>
+  static void lutv_gather(const std::int8_t* const* qrows, std::int64_t k0, std::int64_t kvalid, int nk,
+                          std::int16_t* act) noexcept {
+    lut_impl<arch::avx2>::lutv_gather<NT>(qrows, k0, kvalid, nk, act);
+  }
+
+  template <int NT>
   BITNET_TARGET_AVX512BW static void lutv_build(const std::int16_t* act, int tb, std::int16_t* tbl) noexcept {
     if constexpr (NT % 32 != 0) {
       lut_impl<arch::avx2>::lutv_build<NT>(act, tb, tbl);
@@ -167,7 +173,7 @@ template <> struct lut_impl<arch::avx512bw> {
         const std::int16_t* tj = tbl + j0 * 27 * NT;
         static_for_lut_avx512<8>([&](auto j) BITNET_INLINE_AVX512BW {
           static_for_lut_avx512<R>([&](auto r) BITNET_INLINE_AVX512BW {
-            const std::int16_t* e = tj + (j * 27 + idx[32 * r + j0 + j]) * NT;
+            const std::int16_t* e = tj + j * 27 * NT + static_cast<std::size_t>(idx[32 * r + j0 + j]) * NT;
             static_for_lut_avx512<NV>([&](auto v) BITNET_INLINE_AVX512BW {
               acc[r * NV + v] = _mm512_add_epi16(acc[r * NV + v], _mm512_load_si512(e + 32 * v));
             });

@@ -98,6 +98,12 @@ template <> struct lut_impl<arch::neon64> {
     });
   }
 
+  template <int NT>
+  static void lutv_gather(const std::int8_t* const* qrows, std::int64_t k0, std::int64_t kvalid, int nk,
+                          std::int16_t* act) noexcept {
+    lutv_gather_scalar<NT>(qrows, k0, kvalid, nk, act);
+  }
+
   template <int NT> static void lutv_build(const std::int16_t* act, int tb, std::int16_t* tbl) noexcept {
     static_assert(NT % 8 == 0);
     constexpr int NV = NT / 8;

@@ -18,6 +18,9 @@
 //     Within one call |s| stays below 2^15 (lut_block_groups bounds noct), so arches
 //     may accumulate in int16.
 // Vector family (gemm_lutv_q8), G = 3, NT tokens per table vector:
+//   lutv_gather<NT>(qrows, k0, kvalid, nk, act)
+//     act: int16 [nk][NT], act[i][t] = qrows[t][k0 + i]; 0 where qrows[t] is null or
+//     k0 + i >= kvalid (qrows[t] is readable below kvalid).
 //   lutv_build<NT>(act, tb, tbl)
 //     act: int16 [3*tb][NT] (activation k of the block, token t); tbl: int16 [tb][27][NT],
 //     entry p = 9*c0 + 3*c1 + c2 holds sum_i (c_i - 1) * act[3j + i][t].
@@ -96,6 +99,16 @@ inline void lut_build_tables_scalar(const std::int8_t* q, std::int64_t k0, std::
   }
 }
 
+// Portable activation gather for the vector family: act[i][t] = q_t[k0 + i] (int16),
+// 0 for absent tokens (qrows[t] == nullptr) and for k >= kvalid.
+template <int NT>
+inline void lutv_gather_scalar(const std::int8_t* const* qrows, std::int64_t k0, std::int64_t kvalid, int nk,
+                               std::int16_t* act) noexcept {
+  for (int i = 0; i < nk; ++i)
+    for (int t = 0; t < NT; ++t)
+      act[i * NT + t] = (qrows[t] != nullptr && k0 + i < kvalid) ? qrows[t][k0 + i] : std::int16_t{0};
+}
+
 // Portable vector-table builder.
 template <int NT> inline void lutv_build_scalar(const std::int16_t* act, int tb, std::int16_t* tbl) noexcept {
   for (int j = 0; j < tb; ++j) {
@@ -139,6 +152,12 @@ template <> struct lut_impl<arch::scalar> {
         store_i32(part[t], r, first ? s : load_i32(part[t], r) + s);
       }
     }
+  }
+
+  template <int NT>
+  static void lutv_gather(const std::int8_t* const* qrows, std::int64_t k0, std::int64_t kvalid, int nk,
+                          std::int16_t* act) noexcept {
+    lutv_gather_scalar<NT>(qrows, k0, kvalid, nk, act);
   }
 
   template <int NT> static void lutv_build(const std::int16_t* act, int tb, std::int16_t* tbl) noexcept {
