@@ -36,8 +36,8 @@ namespace {
 
 using bitnet::tensor_type;
 
-constexpr std::int64_t kM = 128256;  // vocabulary
-constexpr std::int64_t kK = 2560;    // hidden size
+constexpr std::int64_t kM = 128256;                         // vocabulary
+constexpr std::int64_t kK = 2560;                           // hidden size
 constexpr std::size_t kStreamBytes = std::size_t{1} << 30;  // >= this much per rotation of copies
 
 struct free_deleter {
@@ -208,9 +208,9 @@ void fill_head(tensor_type t, std::uint8_t* p, std::size_t row_bytes) {
           for (int k = 0; k < 4; ++k) {
             const auto bits = static_cast<std::uint16_t>(r >> (16 * k));
             // sign, exponent for magnitudes 2^-8 .. 2^-1, random mantissa
-            const std::uint16_t v = t == tensor_type::f16
-                                        ? static_cast<std::uint16_t>((bits & 0x83FFu) | ((7u + (bits >> 10) % 8u) << 10))
-                                        : static_cast<std::uint16_t>((bits & 0x807Fu) | ((119u + (bits >> 7) % 8u) << 7));
+            const std::uint16_t v =
+                t == tensor_type::f16 ? static_cast<std::uint16_t>((bits & 0x83FFu) | ((7u + (bits >> 10) % 8u) << 10))
+                                      : static_cast<std::uint16_t>((bits & 0x807Fu) | ((119u + (bits >> 7) % 8u) << 7));
             std::memcpy(row + 2 * (j + k), &v, 2);
           }
         }
@@ -320,8 +320,8 @@ template <class A> void bench_gemv(benchmark::State& state, tensor_type t) {
     c = (c + 1) % h.copies.size();
   }
   const double bytes = static_cast<double>(h.row_bytes) * static_cast<double>(kM);
-  state.counters["weights/s"] =
-      benchmark::Counter(static_cast<double>(kM) * static_cast<double>(kK), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weights/s"] = benchmark::Counter(static_cast<double>(kM) * static_cast<double>(kK),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
   state.counters["bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
   // fraction of the baseline read bandwidth (plain number, from the timed calls only)
   state.counters["bw_frac"] = bytes * static_cast<double>(state.iterations()) / secs / base;

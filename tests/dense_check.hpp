@@ -12,12 +12,12 @@
 
 #include <bitnet/dense.hpp>
 
-#include <cmath>      // std::fabs, std::ldexp, std::sqrt
-#include <cstdint>    // fixed-width integers
-#include <cstring>    // std::memcpy
-#include <sstream>    // messages
-#include <string>     // messages
-#include <vector>     // buffers
+#include <cmath>    // std::fabs, std::ldexp, std::sqrt
+#include <cstdint>  // fixed-width integers
+#include <cstring>  // std::memcpy
+#include <sstream>  // messages
+#include <string>   // messages
+#include <vector>   // buffers
 
 namespace dense_check {
 
@@ -175,7 +175,7 @@ inline term act_term(const bitnet::dense_activation& a, std::int64_t j) {
 inline std::int64_t block_of(tensor_type t) { return t == tensor_type::q8_0 ? 32 : t == tensor_type::q6_k ? 256 : 1; }
 
 struct ref_row {
-  double value = 0.0;  // exact up to double rounding
+  double value = 0.0;    // exact up to double rounding
   double abs_sum = 0.0;  // sum of |terms| (per block |d| * sum |ints| for quantized types)
   std::int64_t blocks = 0;
 };
@@ -243,8 +243,8 @@ struct shape {
 
 inline std::string describe(const bitnet::dense_kernels& k, tensor_type t, const shape& s, std::uint64_t seed) {
   std::ostringstream o;
-  o << k.kernel_name(t) << " M=" << s.M << " K=" << s.K << " rows=[" << s.r0 << "," << s.r1 << ") misalign=" << s.misalign
-    << " pad=" << s.pad << " seed=" << seed;
+  o << k.kernel_name(t) << " M=" << s.M << " K=" << s.K << " rows=[" << s.r0 << "," << s.r1
+    << ") misalign=" << s.misalign << " pad=" << s.pad << " seed=" << seed;
   return o.str();
 }
 
@@ -287,7 +287,8 @@ inline std::string check_random(const bitnet::dense_kernels& k, tensor_type t, c
 // ---------------------------------------------------------------- exact cases
 // Values chosen so that every partial sum in any order is exactly representable in
 // f32: all arches must return the exact result bit for bit.
-inline std::string check_exact_float(const bitnet::dense_kernels& k, tensor_type t, std::int64_t K, std::uint64_t seed) {
+inline std::string check_exact_float(const bitnet::dense_kernels& k, tensor_type t, std::int64_t K,
+                                     std::uint64_t seed) {
   rng r(seed);
   const std::int64_t M = 5;
   wmat w = alloc_w(t, M, K, 3, 6);
@@ -343,7 +344,8 @@ inline std::string check_exact_q8_0(const bitnet::dense_kernels& k, std::int64_t
       std::uint8_t* blk = w.row(m) + 34 * b;
       wr16(blk, dw);
       for (int j = 0; j < 32; ++j)
-        blk[2 + j] = static_cast<std::uint8_t>(mode == 0 ? r.irange(-128, 127) : (m == 0 ? -128 : (m == 1 ? 127 : r.irange(-128, 127))));
+        blk[2 + j] = static_cast<std::uint8_t>(mode == 0 ? r.irange(-128, 127)
+                                                         : (m == 0 ? -128 : (m == 1 ? 127 : r.irange(-128, 127))));
     }
   }
   std::vector<float> y(M);
@@ -448,7 +450,8 @@ inline std::string check_exact_q6k_multi(const bitnet::dense_kernels& k, std::in
     for (std::int64_t b = 0; b < nb; ++b) {
       std::uint8_t* blk = w.row(m) + 210 * b;
       for (int j = 0; j < 192; ++j) blk[j] = static_cast<std::uint8_t>(r.next());
-      for (int j = 0; j < 16; ++j) blk[192 + j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(r.irange(-15, 15)));
+      for (int j = 0; j < 16; ++j)
+        blk[192 + j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(r.irange(-15, 15)));
       wr16(blk + 208, dw);
     }
   }
@@ -485,7 +488,7 @@ inline std::vector<shape> edge_shapes(tensor_type t) {
     out.push_back({1, K, 0, 1, mis, pad});
     out.push_back({7, K, 0, 7, mis + 1, pad});
     out.push_back({13, K, 3, 11, mis, pad + 2});  // range not starting at 0, not ending at M
-    out.push_back({4, K, 2, 2, mis, pad});         // empty range: nothing written
+    out.push_back({4, K, 2, 2, mis, pad});        // empty range: nothing written
     ++i;
   }
   return out;

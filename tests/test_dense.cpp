@@ -159,8 +159,9 @@ TEST(DenseFormats, DequantizeFloatTypesAndQ8_0) {
   for (std::int64_t j = 0; j < K; ++j) dc::wr16(p + 2 * j, f16s[j % 11]);
   bitnet::dequantize_row_f16(p, y.data(), K);
   for (std::int64_t j = 0; j < K; ++j)
-    EXPECT_EQ(std::memcmp(&y[static_cast<std::size_t>(j)], std::vector<float>{bitnet::fp16_to_f32(f16s[j % 11])}.data(), 4),
-              0);
+    EXPECT_EQ(
+        std::memcmp(&y[static_cast<std::size_t>(j)], std::vector<float>{bitnet::fp16_to_f32(f16s[j % 11])}.data(), 4),
+        0);
   EXPECT_EQ(y[2], std::ldexp(1.0f, -24));  // smallest subnormal, exact
   // BF16
   for (std::int64_t j = 0; j < K; ++j) dc::wr16(p + 2 * j, static_cast<std::uint16_t>(r.next()));
@@ -185,7 +186,8 @@ TEST(DenseFormats, DequantizeFloatTypesAndQ8_0) {
   }
   bitnet::dequantize_row(tensor_type::q8_0, p, y.data(), K);
   for (std::int64_t j = 0; j < K; ++j)
-    EXPECT_EQ(y[static_cast<std::size_t>(j)], 0.25f * static_cast<float>(j / 32 + 1) * static_cast<float>((j % 32) * 8 - 128));
+    EXPECT_EQ(y[static_cast<std::size_t>(j)],
+              0.25f * static_cast<float>(j / 32 + 1) * static_cast<float>((j % 32) * 8 - 128));
   EXPECT_THROW(bitnet::dequantize_row(tensor_type::q8_0, p, y.data(), 33), std::invalid_argument);
   EXPECT_THROW(bitnet::dequantize_row(tensor_type::tq2_0, p, y.data(), 256), std::invalid_argument);
 }
@@ -198,7 +200,7 @@ TEST(DenseQuant, Q8_0FollowsTheFormula) {
   std::vector<float> x(K);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = r.normal() * (i < 64 ? 1e-6f : 3.0f);
   for (int j = 0; j < 32; ++j) x[96 + static_cast<std::size_t>(j)] = 0.0f;  // an all-zero block
-  x[200] = -1000.0f;                                                          // outlier
+  x[200] = -1000.0f;                                                        // outlier
   std::vector<bitnet::block_q8_0> q(K / 32);
   bitnet::quantize_row_q8_0(x.data(), q.data(), K);
   for (std::int64_t b = 0; b < K / 32; ++b) {
@@ -213,7 +215,8 @@ TEST(DenseQuant, Q8_0FollowsTheFormula) {
       ASSERT_EQ(qv, d == 0.0f ? 0 : static_cast<int>(std::round(xv * (1.0f / d)))) << "block " << b << " j " << j;
       ASSERT_LE(std::abs(qv), 127);
       // round-trip: rounding error plus the fp16 rounding of d, times |q| <= 127
-      EXPECT_LE(std::fabs(xv - d16 * static_cast<float>(qv)), 0.5f * d + 127.0f * std::fabs(d - d16) + 1e-6f * std::fabs(xv));
+      EXPECT_LE(std::fabs(xv - d16 * static_cast<float>(qv)),
+                0.5f * d + 127.0f * std::fabs(d - d16) + 1e-6f * std::fabs(xv));
     }
   }
 }
@@ -234,7 +237,7 @@ TEST(DenseQuant, Q8_KFollowsTheSpec) {
   EXPECT_EQ(q[2].qs[10], -127);  // the first max-|x| value maps to -127 ...
   EXPECT_EQ(q[2].qs[11], 127);   // ... so its negative is clipped to +127
   EXPECT_EQ(q[3].qs[5], -127);
-  EXPECT_GT(q[3].d, 0.0f);       // d = 1/iscale = vmax/-127 > 0 for a negative vmax
+  EXPECT_GT(q[3].d, 0.0f);  // d = 1/iscale = vmax/-127 > 0 for a negative vmax
   EXPECT_LT(q[2].d, 0.0f);
   for (std::int64_t b = 0; b < K / 256; ++b) {
     const auto& blk = q[static_cast<std::size_t>(b)];
@@ -257,8 +260,8 @@ TEST(DenseQuant, F16ActivationRounding) {
   float y[6];
   bitnet::round_row_to_f16(x, y, 6);
   for (int i = 0; i < 6; ++i) EXPECT_EQ(y[i], bitnet::fp16_to_f32(bitnet::f32_to_fp16(x[i])));
-  EXPECT_EQ(y[1], 1.0f);                         // tie to even
-  EXPECT_EQ(y[2], 1.0f + 0x1p-9f);               // tie to even (up)
+  EXPECT_EQ(y[1], 1.0f);            // tie to even
+  EXPECT_EQ(y[2], 1.0f + 0x1p-9f);  // tie to even (up)
 }
 
 // Simple baseline quantizer for comparison: largest |x| -> code -32, sub-scale
@@ -332,7 +335,8 @@ TEST(DenseQuant, Q6KRoundTrip) {
     if (b != 4) err_g += be, sig_g += bs;
     const double nv = naive_q6k_sqerr(x.data() + 256 * b);
     naive += nv;
-    if (std::getenv("BITNET_Q6K_VERBOSE")) std::printf("block %d: ours %.5f naive %.5f\n", static_cast<int>(b), std::sqrt(be / bs), std::sqrt(nv / bs));
+    if (std::getenv("BITNET_Q6K_VERBOSE"))
+      std::printf("block %d: ours %.5f naive %.5f\n", static_cast<int>(b), std::sqrt(be / bs), std::sqrt(nv / bs));
   }
   // Gaussian blocks: a uniform 6-bit grid at amax/32 per 16 values would give about
   // 1.93/32/sqrt(12) = 0.0174 of the RMS; the outlier block is excluded here.
@@ -396,8 +400,8 @@ template <class A> void expect_override_runs() {
   EXPECT_EQ(k.q6_k.fn, direct.q6_k.fn);
   // the forced kernels really run (and agree with the reference)
   for (auto t : dc::kDenseTypes) {
-    const auto msg = dc::check_random(k, t, {9, dc::block_of(t) == 1 ? 300 : 4 * dc::block_of(t), 1, 8, 1, 2},
-                                      base_seed() + 77);
+    const auto msg =
+        dc::check_random(k, t, {9, dc::block_of(t) == 1 ? 300 : 4 * dc::block_of(t), 1, 8, 1, 2}, base_seed() + 77);
     EXPECT_EQ(msg, "");
   }
 }
@@ -477,7 +481,8 @@ TEST(DenseGemv, ThreadsOnDisjointRangesMatchOneCall) {
     bitnet::dense_gemv(k, t, w.base(), w.row_bytes, a, y1.data(), 0, M);
     std::vector<std::thread> th;
     for (int i = 0; i < 3; ++i)
-      th.emplace_back([&, i] { bitnet::dense_gemv(k, t, w.base(), w.row_bytes, a, y2.data(), M * i / 3, M * (i + 1) / 3); });
+      th.emplace_back(
+          [&, i] { bitnet::dense_gemv(k, t, w.base(), w.row_bytes, a, y2.data(), M * i / 3, M * (i + 1) / 3); });
     for (auto& h : th) h.join();
     EXPECT_EQ(std::memcmp(y1.data(), y2.data(), 4 * M), 0) << bitnet::type_name(t);
     // convenience overload with a scratch activation

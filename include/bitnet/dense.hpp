@@ -42,12 +42,12 @@
 namespace bitnet {
 
 // Kernel signatures. x is the activation form of the weight type.
-using gemv_f_fn = void (*)(const void* W, std::size_t row_bytes, const float* x, std::int64_t K, float* y,
-                           std::int64_t row_begin, std::int64_t row_end);
-using gemv_q8_0_fn = void (*)(const void* W, std::size_t row_bytes, const block_q8_0* x, std::int64_t K, float* y,
-                              std::int64_t row_begin, std::int64_t row_end);
-using gemv_q6k_fn = void (*)(const void* W, std::size_t row_bytes, const block_q8_k* x, std::int64_t K, float* y,
-                             std::int64_t row_begin, std::int64_t row_end);
+using dense_gemv_f_fn = void (*)(const void* W, std::size_t row_bytes, const float* x, std::int64_t K, float* y,
+                                 std::int64_t row_begin, std::int64_t row_end);
+using dense_gemv_q8_0_fn = void (*)(const void* W, std::size_t row_bytes, const block_q8_0* x, std::int64_t K, float* y,
+                                    std::int64_t row_begin, std::int64_t row_end);
+using dense_gemv_q6k_fn = void (*)(const void* W, std::size_t row_bytes, const block_q8_k* x, std::int64_t K, float* y,
+                                   std::int64_t row_begin, std::int64_t row_end);
 
 template <class Fn> struct dense_kernel {
   Fn fn = nullptr;
@@ -56,11 +56,11 @@ template <class Fn> struct dense_kernel {
 
 // One arch's kernels; a value the caller holds (the library keeps no global state).
 struct dense_kernels {
-  dense_kernel<gemv_f_fn> f32;
-  dense_kernel<gemv_f_fn> f16;
-  dense_kernel<gemv_f_fn> bf16;
-  dense_kernel<gemv_q8_0_fn> q8_0;
-  dense_kernel<gemv_q6k_fn> q6_k;
+  dense_kernel<dense_gemv_f_fn> f32;
+  dense_kernel<dense_gemv_f_fn> f16;
+  dense_kernel<dense_gemv_f_fn> bf16;
+  dense_kernel<dense_gemv_q8_0_fn> q8_0;
+  dense_kernel<dense_gemv_q6k_fn> q6_k;
   std::string_view arch_name;
 
   // Canonical name of the kernel used for weight type t ("" if t is not dense).
@@ -192,7 +192,8 @@ inline dense_kernels select_dense_kernels(const cpu_features& f, std::string_vie
 #endif
 #if BITNET_ARM64
   if (arch_override == arch::neon64::name) return detail::dense::checked<arch::neon64>(f, arch_override);
-  if (arch_override == arch::neon64_dotprod::name) return detail::dense::checked<arch::neon64_dotprod>(f, arch_override);
+  if (arch_override == arch::neon64_dotprod::name)
+    return detail::dense::checked<arch::neon64_dotprod>(f, arch_override);
 #endif
   detail::dense::bad_override(arch_override, "is not built for this CPU family");
 }
@@ -351,7 +352,8 @@ inline void dense_gemm(const dense_kernels& k, tensor_type wtype, const void* W,
   detail::dense::check_gemv(k, wtype, W, row_bytes, x, 0, y, row_begin, row_end);
   if (x.rows() > 1 && ldy < static_cast<std::size_t>(row_end))
     throw std::invalid_argument("dense_gemm: ldy must be >= row_end");
-  const std::int64_t tile = std::max<std::int64_t>(1, static_cast<std::int64_t>((64u << 10) / std::max<std::size_t>(row_bytes, 1)));
+  const std::int64_t tile =
+      std::max<std::int64_t>(1, static_cast<std::int64_t>((64u << 10) / std::max<std::size_t>(row_bytes, 1)));
   for (std::int64_t r = row_begin; r < row_end; r += tile) {
     const std::int64_t e = std::min(row_end, r + tile);
     for (std::int64_t n = 0; n < x.rows(); ++n)

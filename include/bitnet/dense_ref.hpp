@@ -36,14 +36,14 @@
 //   something harmless (never UB), not to a meaningful encoding.
 #pragma once
 
-#include <algorithm>    // std::min, std::max, std::clamp
-#include <bit>          // std::endian
-#include <cmath>        // std::fabs, std::round, std::nearbyint, std::isfinite
-#include <cstddef>      // std::size_t, offsetof
-#include <cstdint>      // fixed-width integers
-#include <cstring>      // std::memcpy for unaligned reads
-#include <stdexcept>    // std::invalid_argument
-#include <string>       // error messages
+#include <algorithm>  // std::min, std::max, std::clamp
+#include <bit>        // std::endian
+#include <cmath>      // std::fabs, std::round, std::nearbyint, std::isfinite
+#include <cstddef>    // std::size_t, offsetof
+#include <cstdint>    // fixed-width integers
+#include <cstring>    // std::memcpy for unaligned reads
+#include <stdexcept>  // std::invalid_argument
+#include <string>     // error messages
 
 #include "half.hpp"
 #include "types.hpp"
@@ -52,8 +52,8 @@ namespace bitnet {
 
 static_assert(std::endian::native == std::endian::little, "GGUF block layouts are read as little-endian");
 
-inline constexpr std::int64_t kQK8_0 = 32;   // Q8_0 block
-inline constexpr std::int64_t kQK_K = 256;   // Q6_K / Q8_K super-block
+inline constexpr std::int64_t kQK8_0 = 32;  // Q8_0 block
+inline constexpr std::int64_t kQK_K = 256;  // Q6_K / Q8_K super-block
 
 struct block_q8_0 {
   std::uint16_t d;  // fp16 scale
@@ -62,10 +62,10 @@ struct block_q8_0 {
 static_assert(sizeof(block_q8_0) == 34 && offsetof(block_q8_0, qs) == 2);
 
 struct block_q6_k {
-  std::uint8_t ql[128];   // low 4 bits of the codes
-  std::uint8_t qh[64];    // high 2 bits of the codes
-  std::int8_t scales[16]; // one int8 scale per 16 values
-  std::uint16_t d;        // fp16 super-block scale
+  std::uint8_t ql[128];    // low 4 bits of the codes
+  std::uint8_t qh[64];     // high 2 bits of the codes
+  std::int8_t scales[16];  // one int8 scale per 16 values
+  std::uint16_t d;         // fp16 super-block scale
 };
 static_assert(sizeof(block_q6_k) == 210 && offsetof(block_q6_k, qh) == 128 && offsetof(block_q6_k, scales) == 192 &&
               offsetof(block_q6_k, d) == 208);
@@ -120,8 +120,8 @@ inline void q6k_decode(const std::uint8_t* blk, std::int8_t* q) noexcept {
 
 inline void check_row_k(const char* what, std::int64_t k, std::int64_t block) {
   if (k < 0 || k % block != 0)
-    throw std::invalid_argument(std::string(what) + ": k=" + std::to_string(k) + " must be a non-negative multiple of " +
-                                std::to_string(block));
+    throw std::invalid_argument(std::string(what) + ": k=" + std::to_string(k) +
+                                " must be a non-negative multiple of " + std::to_string(block));
 }
 
 }  // namespace detail::dense
@@ -138,7 +138,8 @@ inline void pack_q6_k(const std::int8_t* q, const std::int8_t* scales, std::uint
       const unsigned c0 = code(b), c1 = code(b + 32), c2 = code(b + 64), c3 = code(b + 96);
       out.ql[64 * h + l] = static_cast<std::uint8_t>((c0 & 15u) | ((c2 & 15u) << 4));
       out.ql[64 * h + l + 32] = static_cast<std::uint8_t>((c1 & 15u) | ((c3 & 15u) << 4));
-      out.qh[32 * h + l] = static_cast<std::uint8_t>((c0 >> 4) | ((c1 >> 4) << 2) | ((c2 >> 4) << 4) | ((c3 >> 4) << 6));
+      out.qh[32 * h + l] =
+          static_cast<std::uint8_t>((c0 >> 4) | ((c1 >> 4) << 2) | ((c2 >> 4) << 4) | ((c3 >> 4) << 6));
     }
   }
   for (int j = 0; j < 16; ++j) out.scales[j] = scales[j];

@@ -8,9 +8,9 @@
 //
 // (tests/cross/run_dense_neon.sh does exactly this.) The same checks run natively
 // inside tests/test_dense.cpp. Exit status 0 = all checks passed.
-#include <cstdio>   // std::printf
-#include <string>   // messages
-#include <vector>   // failures
+#include <cstdio>  // std::printf
+#include <string>  // messages
+#include <vector>  // failures
 
 #include "dense_check.hpp"
 

@@ -87,9 +87,9 @@ struct avx2_kernels {
     }
   };
 
-  template <class L>
-  BITNET_TARGET_AVX2 static void gemv_float(const void* W, std::size_t row_bytes, const float* x, std::int64_t K,
-                                            float* y, std::int64_t row_begin, std::int64_t row_end) {
+  template <class L> BITNET_TARGET_AVX2 static void gemv_float(const void* W, std::size_t row_bytes, const float* x,
+                                                               std::int64_t K, float* y, std::int64_t row_begin,
+                                                               std::int64_t row_end) {
     const std::int64_t K32 = K & ~std::int64_t{31};
     for (std::int64_t m = row_begin; m < row_end; ++m) {
       const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
@@ -97,7 +97,8 @@ struct avx2_kernels {
       std::int64_t j = 0;
       for (; j < K32; j += 32) {
         const std::uint8_t* p = row + L::bytes * j;
-        for (int pf = 0; pf < 32 * L::bytes; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
+        for (int pf = 0; pf < 32 * L::bytes; pf += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(L::load8(p), _mm256_loadu_ps(x + j), a0);
         a1 = _mm256_fmadd_ps(L::load8(p + 8 * L::bytes), _mm256_loadu_ps(x + j + 8), a1);
         a2 = _mm256_fmadd_ps(L::load8(p + 16 * L::bytes), _mm256_loadu_ps(x + j + 16), a2);
@@ -118,8 +119,8 @@ struct avx2_kernels {
                                               std::int64_t r0, std::int64_t r1) {
     gemv_float<ld_f16>(W, rb, x, K, y, r0, r1);
   }
-  BITNET_TARGET_AVX2 static void gemv_bf16_f32(const void* W, std::size_t rb, const float* x, std::int64_t K,
-                                               float* y, std::int64_t r0, std::int64_t r1) {
+  BITNET_TARGET_AVX2 static void gemv_bf16_f32(const void* W, std::size_t rb, const float* x, std::int64_t K, float* y,
+                                               std::int64_t r0, std::int64_t r1) {
     gemv_float<ld_bf16>(W, rb, x, K, y, r0, r1);
   }
 
@@ -131,9 +132,8 @@ struct avx2_kernels {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
   }
 
-  BITNET_TARGET_AVX2 static void gemv_q8_0_q8(const void* W, std::size_t row_bytes, const block_q8_0* x,
-                                              std::int64_t K, float* y, std::int64_t row_begin,
-                                              std::int64_t row_end) {
+  BITNET_TARGET_AVX2 static void gemv_q8_0_q8(const void* W, std::size_t row_bytes, const block_q8_0* x, std::int64_t K,
+                                              float* y, std::int64_t row_begin, std::int64_t row_end) {
     const std::int64_t nb = K / kQK8_0;
     const auto* xa = reinterpret_cast<const std::uint8_t*>(x);
     constexpr std::size_t B = sizeof(block_q8_0);
@@ -166,8 +166,8 @@ struct avx2_kernels {
     const __m256i m30 = _mm256_set1_epi8(0x30);
     const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + offsetof(block_q6_k, scales)));
     // sum_sub sc * bsum: the "-32" part of every code, applied once per block.
-    const __m256i corr = _mm256_madd_epi16(
-        _mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums)));
+    const __m256i corr =
+        _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums)));
     // int16 scales with the even subs in the low lane and the odd subs in the high
     // lane, so one in-lane word broadcast gives [sc[2i] x8 | sc[2i+1] x8].
     const __m256i sc_eo = _mm256_cvtepi8_epi16(
@@ -181,8 +181,8 @@ struct avx2_kernels {
       const __m256i q0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
       const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
       const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
-      const __m256i q3 =
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
       const std::int8_t* a = xb.qs + 128 * h;
       const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
       const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32)));
@@ -190,7 +190,8 @@ struct avx2_kernels {
       const __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 96)));
       // word index of sc[8h + 2k] within each lane of sc_eo is 4h + k
       const int w0 = 4 * h;
-      const __m256i s0 = _mm256_shuffle_epi8(sc_eo, _mm256_set1_epi16(static_cast<short>(((2 * w0 + 1) << 8) | (2 * w0))));
+      const __m256i s0 =
+          _mm256_shuffle_epi8(sc_eo, _mm256_set1_epi16(static_cast<short>(((2 * w0 + 1) << 8) | (2 * w0))));
       const __m256i s1 =
           _mm256_shuffle_epi8(sc_eo, _mm256_set1_epi16(static_cast<short>(((2 * w0 + 3) << 8) | (2 * w0 + 2))));
       const __m256i s2 =
@@ -203,9 +204,8 @@ struct avx2_kernels {
     return _mm256_sub_epi32(acc1, acc0);  // (codes . q) - 32 * (sc . bsums)
   }
 
-  BITNET_TARGET_AVX2 static void gemv_q6k_q8k(const void* W, std::size_t row_bytes, const block_q8_k* x,
-                                              std::int64_t K, float* y, std::int64_t row_begin,
-                                              std::int64_t row_end) {
+  BITNET_TARGET_AVX2 static void gemv_q6k_q8k(const void* W, std::size_t row_bytes, const block_q8_k* x, std::int64_t K,
+                                              float* y, std::int64_t row_begin, std::int64_t row_end) {
     const std::int64_t nb = K / kQK_K;
     constexpr std::size_t B = sizeof(block_q6_k);
     constexpr std::size_t D = offsetof(block_q6_k, d);
@@ -226,8 +226,9 @@ struct avx2_kernels {
         const __m128i is = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
         std::uint16_t d16[4];
         for (int i = 0; i < 4; ++i) std::memcpy(&d16[i], blk + B * static_cast<std::size_t>(i) + D, 2);
-        const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(d16[0]), static_cast<short>(d16[1]),
-                                                      static_cast<short>(d16[2]), static_cast<short>(d16[3]), 0, 0, 0, 0));
+        const __m128 dw =
+            _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(d16[0]), static_cast<short>(d16[1]),
+                                        static_cast<short>(d16[2]), static_cast<short>(d16[3]), 0, 0, 0, 0));
         const __m128 dx = _mm_setr_ps(x[b].d, x[b + 1].d, x[b + 2].d, x[b + 3].d);
         acc = _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(dw, dx), _mm_cvtepi32_ps(is)));
       }

@@ -84,9 +84,9 @@ struct avx512_kernels {
     return _mm_cvtss_f32(s);
   }
 
-  template <class L>
-  BITNET_TARGET_AVX512BW static void gemv_float(const void* W, std::size_t row_bytes, const float* x, std::int64_t K,
-                                                float* y, std::int64_t row_begin, std::int64_t row_end) {
+  template <class L> BITNET_TARGET_AVX512BW static void gemv_float(const void* W, std::size_t row_bytes, const float* x,
+                                                                   std::int64_t K, float* y, std::int64_t row_begin,
+                                                                   std::int64_t row_end) {
     const std::int64_t K32 = K & ~std::int64_t{31};
     for (std::int64_t m = row_begin; m < row_end; ++m) {
       const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
@@ -94,7 +94,8 @@ struct avx512_kernels {
       std::int64_t j = 0;
       for (; j < K32; j += 32) {
         const std::uint8_t* p = row + L::bytes * j;
-        for (int pf = 0; pf < 32 * L::bytes; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
+        for (int pf = 0; pf < 32 * L::bytes; pf += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(L::load8(p), _mm256_loadu_ps(x + j), a0);
         a1 = _mm256_fmadd_ps(L::load8(p + 8 * L::bytes), _mm256_loadu_ps(x + j + 8), a1);
         a2 = _mm256_fmadd_ps(L::load8(p + 16 * L::bytes), _mm256_loadu_ps(x + j + 16), a2);
@@ -174,12 +175,13 @@ struct avx512_kernels {
     const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums)));
     const __m512i scz = _mm512_castsi256_si512(sc16);
     // word j of the index vector selects scale (base + j/8): one scale per 128-bit lane
-    const __m512i lane_of = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
-                                             0, 0, 0, 0, 0, 0);
+    const __m512i lane_of = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+                                             0, 0, 0, 0, 0, 0, 0);
     __m512i acc = _mm512_setzero_si512();
     for (int h = 0; h < 2; ++h) {
       const __m512i ql = _mm512_loadu_si512(blk + 64 * h);  // [ql[0..31] | ql[32..63]]
-      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h)));
+      const __m512i qh =
+          _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h)));
       // (a & b) | c == ternlog 0xEA
       const __m512i q01 = _mm512_ternarylogic_epi32(ql, m4, _mm512_and_si512(_mm512_sllv_epi16(qh, sl01), m30), 0xEA);
       const __m512i q23 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), m4,
@@ -187,7 +189,8 @@ struct avx512_kernels {
       const std::int8_t* a = xb.qs + 128 * h;
       const __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512(a));
       const __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512(a + 64));
-      const __m512i s01 = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_of, _mm512_set1_epi16(static_cast<short>(8 * h))), scz);
+      const __m512i s01 =
+          _mm512_permutexvar_epi16(_mm512_add_epi16(lane_of, _mm512_set1_epi16(static_cast<short>(8 * h))), scz);
       const __m512i s23 =
           _mm512_permutexvar_epi16(_mm512_add_epi16(lane_of, _mm512_set1_epi16(static_cast<short>(8 * h + 4))), scz);
       acc = _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_madd_epi16(p01, s01), _mm512_madd_epi16(p23, s23)));
@@ -206,7 +209,8 @@ struct avx512_kernels {
       float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       for (std::int64_t b = 0; b < nb; ++b) {
         const std::uint8_t* blk = row + B * b;
-        for (int pf = 0; pf < 256; pf += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
+        for (int pf = 0; pf < 256; pf += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
         const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
         s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
       }

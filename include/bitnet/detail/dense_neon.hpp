@@ -69,9 +69,8 @@ struct neon_kernels {
     }
   };
 
-  template <class L>
-  static void gemv_float(const void* W, std::size_t row_bytes, const float* x, std::int64_t K, float* y,
-                         std::int64_t row_begin, std::int64_t row_end) {
+  template <class L> static void gemv_float(const void* W, std::size_t row_bytes, const float* x, std::int64_t K,
+                                            float* y, std::int64_t row_begin, std::int64_t row_end) {
     const std::int64_t K16 = K & ~std::int64_t{15};
     for (std::int64_t m = row_begin; m < row_end; ++m) {
       const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
@@ -124,8 +123,9 @@ struct neon_kernels {
       for (std::int64_t b = 0; b < nb; ++b) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
-        const int32x4_t s = vaddq_s32(dot16(vreinterpretq_s8_u8(vld1q_u8(w0 + 2)), vreinterpretq_s8_u8(vld1q_u8(x0 + 2))),
-                                      dot16(vreinterpretq_s8_u8(vld1q_u8(w0 + 18)), vreinterpretq_s8_u8(vld1q_u8(x0 + 18))));
+        const int32x4_t s =
+            vaddq_s32(dot16(vreinterpretq_s8_u8(vld1q_u8(w0 + 2)), vreinterpretq_s8_u8(vld1q_u8(x0 + 2))),
+                      dot16(vreinterpretq_s8_u8(vld1q_u8(w0 + 18)), vreinterpretq_s8_u8(vld1q_u8(x0 + 18))));
         acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), h2f(w0) * h2f(x0));
       }
       y[m] = vaddvq_f32(acc);
@@ -205,7 +205,8 @@ struct neon_dotprod_kernels {
       for (std::int64_t b = 0; b < nb; ++b) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
-        int32x4_t s = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vld1q_u8(w0 + 2)), vreinterpretq_s8_u8(vld1q_u8(x0 + 2)));
+        int32x4_t s =
+            vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vld1q_u8(w0 + 2)), vreinterpretq_s8_u8(vld1q_u8(x0 + 2)));
         s = vdotq_s32(s, vreinterpretq_s8_u8(vld1q_u8(w0 + 18)), vreinterpretq_s8_u8(vld1q_u8(x0 + 18)));
         acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), h2f(w0) * h2f(x0));
       }
