@@ -327,6 +327,53 @@ template <class A> void bench_gemv(benchmark::State& state, tensor_type t) {
   state.counters["bw_frac"] = bytes * static_cast<double>(state.iterations()) / secs / base;
 }
 
+// Batched head (dense_gemm): N activation rows, e.g. logits for a few prefill
+// positions. Reported per weight-matrix pass: bytes/s counts the matrix once, so
+// bw_frac > 1/N means the batch reuses the weights from cache.
+template <class A> void bench_gemm(benchmark::State& state, tensor_type t) {
+  if (!bitnet::arch_available<A>()) {
+    state.SkipWithError((std::string(A::name) + " is not supported by this CPU").c_str());
+    return;
+  }
+  const std::int64_t N = state.range(2);
+  const bitnet::dense_kernels k = bitnet::dense_kernels_for<A>();
+  const double base = baseline_bps();
+  head_data& h = head(t);
+  std::vector<float> xs(static_cast<std::size_t>(N * kK));
+  for (std::int64_t n = 0; n < N; ++n)
+    for (std::int64_t j = 0; j < kK; ++j)
+      xs[static_cast<std::size_t>(n * kK + j)] = h.x[static_cast<std::size_t>((j + 7 * n) % kK)];
+  bitnet::dense_activation act;
+  act.prepare_batch(t, xs.data(), N, kK, kK);
+  std::vector<float> y(static_cast<std::size_t>(N * kM)), y1(kM);
+  bitnet::dense_gemm(k, t, h.copies[0].get(), h.row_bytes, act, y.data(), kM, 0, kM);
+  for (std::int64_t n = 0; n < N; ++n) {  // each row of the batch equals a single GEMV
+    bitnet::dense_activation one;
+    one.prepare(t, xs.data() + n * kK, kK);
+    bitnet::dense_gemv(k, t, h.copies[0].get(), h.row_bytes, one, y1.data(), 0, kM);
+    if (std::memcmp(y1.data(), y.data() + n * kM, 4 * kM) != 0) {
+      state.SkipWithError("dense_gemm differs from dense_gemv");
+      return;
+    }
+  }
+  std::size_t c = 0;
+  double secs = 0.0;
+  for (auto _ : state) {
+    const double t0 = thread_seconds();
+    bitnet::dense_gemm(k, t, h.copies[c].get(), h.row_bytes, act, y.data(), kM, 0, kM);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+    secs += thread_seconds() - t0;
+    c = (c + 1) % h.copies.size();
+  }
+  const double bytes = static_cast<double>(h.row_bytes) * static_cast<double>(kM);
+  state.counters["weights/s"] =
+      benchmark::Counter(static_cast<double>(N) * static_cast<double>(kM) * static_cast<double>(kK),
+                         benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bw_frac"] = bytes * static_cast<double>(state.iterations()) / secs / base;
+}
+
 template <class A> void register_arch(tensor_type t) {
   const std::string name = std::string(bitnet::dense_kernels_for<A>().kernel_name(t));
   benchmark::RegisterBenchmark(name.c_str(), bench_gemv<A>, t)
@@ -349,6 +396,15 @@ void register_all() {
 #if BITNET_ARM64
     register_arch<bitnet::arch::neon64>(t);
     register_arch<bitnet::arch::neon64_dotprod>(t);
+#endif
+  }
+  for (tensor_type t : {tensor_type::f16, tensor_type::q8_0, tensor_type::q6_k}) {
+#if BITNET_X86
+    const std::string name = "gemm/" + std::string(bitnet::dense_kernels_for<bitnet::arch::avx2>().kernel_name(t));
+    benchmark::RegisterBenchmark(name.c_str(), bench_gemm<bitnet::arch::avx2>, t)
+        ->ArgNames({"M", "K", "N"})
+        ->Args({kM, kK, 4})
+        ->Unit(benchmark::kMillisecond);
 #endif
   }
 }
