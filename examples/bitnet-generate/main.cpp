@@ -222,10 +222,10 @@ void append(std::vector<std::int32_t>& v, const std::vector<std::int32_t>& w) { 
 // text. Otherwise a plain-text fallback:
 //   [BOS]{system}\n\nUser: {user}\nAssistant: {reply}\nUser: ...
 // whose replies also stop at the text "\nUser:" (held back, never printed).
-// Turns: -p (if given) is the first user message, then one line of stdin per turn; an empty
+// Turns: -p / -f (if given) is the first user message, then one line of stdin per turn; an empty
 // line is skipped, end of input ends the chat. The KV cache carries the whole conversation;
 // a turn that no longer fits ends the chat with a note.
-int chat(runner& r) {
+int chat(runner& r, const std::string& first_message) {
   const br::options& o = r.opt;
   const tok::tokenizer& tk = r.tk;
   const auto eot = tk.find_token("<|eot_id|>");
@@ -245,9 +245,9 @@ int chat(runner& r) {
     }
   }
   bool first = true;
-  std::string msg = o.prompt;
+  std::string msg = first_message;
   for (;;) {
-    if (!first || !o.prompt_given || trim(msg).empty()) {
+    if (!first || trim(msg).empty()) {
       std::fputs("> ", stderr);
       std::fflush(stderr);
       if (!std::getline(std::cin, msg)) break;
@@ -453,7 +453,7 @@ int run(const br::options& o) {
   r.st.load_ms = ms_since(t_load);
 
   if (o.chat) {
-    const int rc = chat(r);
+    const int rc = chat(r, prompt);
     print_summary(r, threads, sp.seed, "chat ended");
     return rc;
   }

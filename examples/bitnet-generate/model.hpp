@@ -420,11 +420,16 @@ class context_full : public std::runtime_error {
 
 namespace detail {
 
-// RMSNorm as ggml: sum of float squares in double, mean stored as float, 1/sqrtf(mean + eps),
-// x * scale, then * g (separate rounding steps). y may alias x.
+// RMSNorm as ggml: float squares summed in double, mean stored as float, 1/sqrtf(mean + eps),
+// x * scale, then * g (separate rounding steps). y may alias x. The double sum runs in four
+// fixed lanes (ggml sums sequentially; in double the two agree far below the float mean).
 inline void rms_norm(const float* x, const float* g, float* y, std::int64_t n, float eps) noexcept {
-  double sum = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  double lane[4] = {0.0, 0.0, 0.0, 0.0};
+  std::int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int l = 0; l < 4; ++l) lane[l] += static_cast<double>(x[i + l] * x[i + l]);
+  for (; i < n; ++i) lane[0] += static_cast<double>(x[i] * x[i]);
+  const double sum = (lane[0] + lane[1]) + (lane[2] + lane[3]);
   const float mean = static_cast<float>(sum / static_cast<double>(n));
   const float scale = 1.0f / std::sqrt(mean + eps);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -638,21 +643,23 @@ class session {
 
   void attention(std::int64_t l, std::int64_t p0, std::int64_t T) {
     const std::int64_t H = m_->cfg().n_head, n = T * H;
+    // Round-robin over (token, head): later tokens see more positions, so contiguous chunks
+    // would leave the first threads idle in a causal prefill.
     pool_->run([&](int i, int nt) {
-      const auto [b, e] = thread_pool::split(n, 1, i, nt);
       float* s = scores_.data() + static_cast<std::int64_t>(i) * n_ctx_;
-      for (std::int64_t w = b; w < e; ++w) attend(l, p0, w / H, w % H, s);
+      for (std::int64_t w = i; w < n; w += nt) attend(l, p0, w / H, w % H, s);
     });
   }
 
-  // a = act(g) ⊙ u, row by row.
+  // a = act(g) ⊙ u over the T x n_ff elements.
   void glu(std::int64_t T) {
     const std::int64_t ff = m_->cfg().n_ff;
     const bool silu = m_->cfg().act == ffn_activation::silu;
-    pool_->parallel_for(T, 4, [&](std::int64_t b, std::int64_t e) {
+    // Elementwise; SiLU's exp is worth splitting even for one token, ReLU² only for batches.
+    pool_->parallel_for(T * ff, silu ? 2048 : 16384, [&](std::int64_t b, std::int64_t e) {
       float* g = g_.data();
       const float* u = u_.data();
-      for (std::int64_t i = b * ff; i < e * ff; ++i) {
+      for (std::int64_t i = b; i < e; ++i) {
         float a;
         if (silu) {
           a = g[i] / (1.0f + std::exp(-g[i]));
