@@ -589,11 +589,11 @@ TEST(Convert, PerBlockScalesCannotBecomeI2S) {
 // Head requantization error bounds, per block, derived from the formats:
 //  Q8_0: x = fp16(d) q with d = amax/127, q = round(x/d): |err| <= d/2 + 127 |d - fp16(d)|
 //        <= amax (1/254 + 2^-11) = 0.00443 amax of the 32-block.
-//  Q6_K: per 16-value sub-block, value = D sc q, q in [-32, 31]; with the scale search of
-//        quantize_row_q6_k the step D*sc is at most amax_sub/26 (largest value mapped to code
-//        26 or beyond) plus the int8 rounding of sc (<= D/2 = amax_super/254); rounding error
-//        is half a step: |err| <= amax_sub/52 + amax_super/508, asserted as <= amax_super/40
-//        (0.025); the measured RMS error is stated below.
+//  Q6_K: per 16-value sub-block j, value = D sc_j q, q in [-32, 31]. quantize_row_q6_k maps the
+//        sub-block's largest |x| to a code of magnitude 26..32, so its float step s_j <= amax_j/26;
+//        D = max_j s_j / 127 and the int8 sc_j search (sc +- 1) keeps |D sc_j - s_j| <= 1.5 D.
+//        Rounding costs half a step: |err| <= amax_j/52 + 0.75 D <= amax_256 (1/52 + 1/4403)
+//        = 0.0195 amax_256 without clamping; asserted with room as <= amax_256 / 40 (0.025).
 TEST(Convert, HeadRequantizationErrorBounds) {
   cv::synth_options o;
   o.shape = "tiny";
