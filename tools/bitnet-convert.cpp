@@ -231,6 +231,11 @@ int cmd_from_llama2c(args& a) {
     std::fprintf(stderr, "%s: %zu pieces, model_type %d, add_dummy_prefix %s, bos %d, eos %d, unk %d\n",
                  pos[1].c_str(), sp.pieces.size(), sp.model_type, sp.add_dummy_prefix ? "true" : "false", sp.bos_id,
                  sp.eos_id, sp.unk_id);
+    if (sp.model_type != 2)
+      std::fprintf(stderr,
+                   "note: %s is not a BPE SentencePiece model (model_type %d); the GGUF 'llama' tokenizer merges "
+                   "pieces by score as SentencePiece BPE does, so prompts may tokenize differently\n",
+                   pos[1].c_str(), sp.model_type);
     if (o.type != bitnet::tensor_type::i2_s)
       std::fprintf(stderr, "note: %s stores each folded scale as f16 (relative rounding <= 2^-11)\n",
                    std::string(bitnet::type_name(o.type)).c_str());

@@ -937,6 +937,7 @@ inline std::vector<std::int8_t> llama2c_gguf_weights(const llama2c_checkpoint& c
   return m.w;
 }
 
+// The returned stream reads `ck` while it writes: keep `ck` alive until write()/to_bytes().
 inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& sp, const llama2c_options& o,
                                  const std::string& tokenizer_name = "tokenizer") {
   const llama2c_config& c = ck.config;
