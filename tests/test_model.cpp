@@ -23,6 +23,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>  // std::max
+#include <atomic>     // allocation counter
+#include <cstdlib>    // std::malloc, std::free for the counting operator new
+#include <new>        // operator new / delete replacements
 #include <cmath>      // std::sqrt, std::exp, std::pow, std::nearbyint
 #include <cstdint>    // fixed-width integers
 #include <cstring>    // std::memcmp
@@ -32,6 +35,20 @@
 
 #include "bitnet-generate/model.hpp"
 #include "model_builder.hpp"
+
+// Counts every allocation through operator new (the whole test binary; only differences are
+// looked at, around code that runs while no other thread allocates).
+std::atomic<long> g_allocations{0};
+
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+// Through a volatile pointer: GCC's -Wmismatched-new-delete would otherwise flag free() here.
+void (*volatile g_free)(void*) = std::free;
+void operator delete(void* p) noexcept { g_free(p); }
+void operator delete(void* p, std::size_t) noexcept { g_free(p); }
 
 namespace {
 
@@ -125,7 +142,9 @@ void rope(vec& v, std::int64_t n_heads, std::int64_t hd, std::int64_t p, double 
 }
 
 // Logits at every position of `tokens`, evaluated from position 0.
-std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::int32_t>& tokens, act_quant mode) {
+// kv_f16: keys and values are rounded to f16 when cached (the runner's --kv-type f16).
+std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::int32_t>& tokens, act_quant mode,
+                                   bool kv_f16 = false) {
   const synth_spec& s = M.spec;
   const std::int64_t d = s.n_embd, H = s.n_head, Hkv = s.n_head_kv, hd = d / H, group = H / Hkv;
   const double eps = s.eps;
@@ -140,6 +159,9 @@ std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::
       vec q = linear(L.q, h, mode), k = linear(L.k, h, mode), v = linear(L.v, h, mode);
       rope(q, H, hd, static_cast<std::int64_t>(p), s.rope_base);
       rope(k, Hkv, hd, static_cast<std::int64_t>(p), s.rope_base);
+      if (kv_f16)
+        for (vec* kv : {&k, &v})
+          for (double& e : *kv) e = bitnet::fp16_to_f32(bitnet::f32_to_fp16(static_cast<float>(e)));
       kc[l].push_back(k);
       vc[l].push_back(v);
       vec att(static_cast<std::size_t>(d), 0.0);
@@ -231,6 +253,7 @@ struct case_t {
   std::string name;
   synth_spec spec;
   act_quant mode = act_quant::per_token;
+  bitnet::run::kv_type kv = bitnet::run::kv_type::f32;
 };
 
 std::vector<case_t> cases() {
@@ -275,6 +298,10 @@ std::vector<case_t> cases() {
   s.n_layer = 3;
   s.seed = 5;
   c.push_back({"b158_tq2_q8k_activations", s, act_quant::per_block});
+  // bitnet-b1.58 GQA with an f16 KV cache.
+  s = {};
+  s.seed = 6;
+  c.push_back({"b158_gqa_i2s_kv_f16", s, act_quant::per_token, bitnet::run::kv_type::f16});
   return c;
 }
 
@@ -288,8 +315,8 @@ TEST_P(ModelCase, DecodeMatchesReference) {
   thread_pool pool(2);
   const model m = load(sm, pool, tc.mode);
   const auto toks = random_tokens(9, tc.spec.n_vocab, 11);
-  const auto ref = reference_forward(sm, toks, tc.mode);
-  session s(m, pool, 16);
+  const auto ref = reference_forward(sm, toks, tc.mode, tc.kv == bitnet::run::kv_type::f16);
+  session s(m, pool, 16, 64, tc.kv);
   const auto got = decode_each(s, toks);
   double worst = 0.0;
   int tight = 0;
@@ -327,12 +354,12 @@ TEST_P(ModelCase, PrefillEqualsDecode) {
   const auto toks = random_tokens(9, tc.spec.n_vocab, 12);
   const std::int64_t V = tc.spec.n_vocab;
 
-  session dec(m, pool, 16);
+  session dec(m, pool, 16, 64, tc.kv);
   const auto one_by_one = decode_each(dec, toks);
 
   // All 9 positions in one prefill, and in chunks of 4 (4 + 4 + 1).
   for (const std::int64_t batch : {16, 4}) {
-    session pre(m, pool, 16, batch);
+    session pre(m, pool, 16, batch, tc.kv);
     const auto all = pre.eval(toks, true);
     ASSERT_EQ(all.size(), toks.size() * static_cast<std::size_t>(V));
     for (std::size_t p = 0; p < toks.size(); ++p)
@@ -341,7 +368,7 @@ TEST_P(ModelCase, PrefillEqualsDecode) {
           << tc.name << ": batch " << batch << ", position " << p;
   }
   // Prefill 5 (last logits only), then decode 4.
-  session mixed(m, pool, 16, 3);
+  session mixed(m, pool, 16, 3, tc.kv);
   const auto last = mixed.eval(std::span<const std::int32_t>(toks.data(), 5));
   EXPECT_EQ(0, std::memcmp(last.data(), one_by_one[4].data(), static_cast<std::size_t>(V) * sizeof(float)));
   for (std::size_t p = 5; p < toks.size(); ++p) {
@@ -359,7 +386,7 @@ TEST_P(ModelCase, ThreadCountDoesNotChangeResults) {
   for (const int threads : {1, 2, 3}) {
     thread_pool pool(threads);
     const model m = load(sm, pool, tc.mode);
-    session s(m, pool, 16, 4);
+    session s(m, pool, 16, 4, tc.kv);
     std::vector<std::vector<float>> got;
     const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), 5), true);
     got.emplace_back(pre.begin(), pre.end());
@@ -429,6 +456,27 @@ TEST(Model, ContextOverflowIsRefused) {
   session s(m, pool, 8);
   const std::int32_t bad = 300;
   EXPECT_THROW(s.eval(std::span<const std::int32_t>(&bad, 1)), std::out_of_range);
+}
+
+TEST(Model, DecodeAllocatesNothing) {
+  synth_spec sp;
+  sp.arch = "bitnet";  // SiLU: the elementwise step also runs on the pool
+  const synth_model sm = bitnet::test::make_model(sp);
+  thread_pool pool(3);
+  const model m = load(sm, pool);
+  session s(m, pool, 32, 8);
+  const auto toks = random_tokens(12, 300, 16);
+  s.eval(std::span<const std::int32_t>(toks.data(), 4));  // prefill (may size buffers)
+  {  // the counter sees allocations (a global keeps the compiler from eliding this pair)
+    static std::vector<float>* escape = nullptr;
+    const long a = g_allocations.load();
+    escape = new std::vector<float>(100);
+    EXPECT_GE(g_allocations.load() - a, 2);
+    delete escape;
+  }
+  const long before = g_allocations.load();
+  for (std::size_t p = 4; p < toks.size(); ++p) s.eval(std::span<const std::int32_t>(&toks[p], 1));
+  EXPECT_EQ(g_allocations.load() - before, 0) << "allocations during 8 decode steps";
 }
 
 // ---------------------------------------------------------------- load errors

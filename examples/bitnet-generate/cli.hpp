@@ -44,6 +44,7 @@ struct options {
   bool no_echo = false;
   std::string kernel_arch, gemv, gemm;  // "" = BITNET_ARCH / BITNET_GEMV / BITNET_GEMM, else best
   std::string act = "per-token";
+  std::string kv_type = "f32";
   bool list_kernels = false;
   bool help = false;
 };
@@ -147,6 +148,11 @@ inline const std::vector<flag>& flags() {
          if (v != "per-token" && v != "per-block")
            throw usage_error{std::string(n) + ": expected per-token or per-block, got '" + v + "'"};
          o.act = v;
+       }},
+      {"--kv-type", "TYPE", "KV cache element type: f32 or f16 (half the memory; keys and values rounded to f16) (default: f32)",
+       [](options& o, std::string_view n, const std::string& v) {
+         if (v != "f32" && v != "f16") throw usage_error{std::string(n) + ": expected f32 or f16, got '" + v + "'"};
+         o.kv_type = v;
        }},
       {"--list-kernels", "", "list the kernel variants of this build and CPU, then exit",
        [](options& o, std::string_view, const std::string&) { o.list_kernels = true; }},

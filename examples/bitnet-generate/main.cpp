@@ -337,8 +337,8 @@ void print_summary(const runner& r, int threads, std::uint64_t seed, const char*
   std::fprintf(stderr, "bitnet-generate: kernels gemv %s, gemm %s, head %s; activations %s; threads %d\n",
                r.m.kernels().gemv.name.c_str(), r.m.kernels().gemm.name.c_str(),
                std::string(r.m.head_kernel_name()).c_str(), r.opt.act.c_str(), threads);
-  std::fprintf(stderr, "bitnet-generate: context %lld (KV cache f32, %s), seed %llu, stop: %s\n",
-               static_cast<long long>(r.sess.n_ctx()), mib(r.sess.kv_bytes()).c_str(),
+  std::fprintf(stderr, "bitnet-generate: context %lld (KV cache %s, %s), seed %llu, stop: %s\n",
+               static_cast<long long>(r.sess.n_ctx()), br::kv_type_name(r.sess.kv()), mib(r.sess.kv_bytes()).c_str(),
                static_cast<unsigned long long>(seed), why);
   std::fprintf(stderr,
                "bitnet-generate: load %.0f ms | prefill %lld tokens in %.1f ms (%.2f tok/s) | "
@@ -362,7 +362,7 @@ void print_json(const runner& r, const std::vector<std::int32_t>& prompt_ids, co
     << ",\"kernels\":{\"gemv\":" << json_string(r.m.kernels().gemv.name)
     << ",\"gemm\":" << json_string(r.m.kernels().gemm.name) << ",\"head\":" << json_string(r.m.head_kernel_name())
     << ",\"activations\":" << json_string(r.opt.act) << "}"
-    << ",\"threads\":" << threads << ",\"n_ctx\":" << r.sess.n_ctx() << ",\"seed\":" << seed << "}\n";
+    << ",\"threads\":" << threads << ",\"n_ctx\":" << r.sess.n_ctx() << ",\"kv_type\":\"" << br::kv_type_name(r.sess.kv()) << "\"" << ",\"seed\":" << seed << "}\n";
   out(j.str());
 }
 
@@ -437,7 +437,7 @@ int run(const br::options& o) {
          std::to_string(m.cfg().n_vocab) + " rows");
   if (m.has_output_weight())
     std::fprintf(stderr, "bitnet-generate: note: output.weight is ignored; the head is token_embd (as bitnet.cpp)\n");
-  br::session sess(m, pool, n_ctx, o.n_batch);
+  br::session sess(m, pool, n_ctx, o.n_batch, o.kv_type == "f16" ? br::kv_type::f16 : br::kv_type::f32);
 
   br::sampler_params sp;
   sp.temp = o.temp;

@@ -60,6 +60,10 @@
 #include <bitnet/dense.hpp>   // embedding / head GEMV
 #include <bitnet/gguf.hpp>    // the model file
 
+#if BITNET_X86
+#include <immintrin.h>  // AVX2 / F16C attention loops
+#endif
+
 #include "thread_pool.hpp"
 
 namespace bitnet::run {
@@ -412,6 +416,12 @@ class model {
 
 // ================================================================ forward
 
+// Element type of the KV cache. f16 halves its memory and the attention's memory traffic;
+// keys and values are rounded to f16 when stored (as llama.cpp's default cache).
+enum class kv_type { f32, f16 };
+
+inline const char* kv_type_name(kv_type t) noexcept { return t == kv_type::f32 ? "f32" : "f16"; }
+
 // eval() would pass the end of the context.
 class context_full : public std::runtime_error {
  public:
@@ -438,19 +448,72 @@ inline void rms_norm(const float* x, const float* g, float* y, std::int64_t n, f
   }
 }
 
-// Dot product with 8 independent lanes (vectorizes without reassociation flags); fixed order.
-inline float dot(const float* a, const float* b, std::int64_t n) noexcept {
+// Attention inner loops over one head's cached rows: scores s_j = q·k_j and o += a_j·v_j.
+// Rows are f32 or f16 (kv_type). Portable versions keep 8 independent lanes (they vectorize
+// without reassociation flags); on x86 CPUs with AVX2 the kernels below use FMA and F16C.
+// Whichever is chosen is used for every query of a session, so results do not depend on the
+// batch or the thread count.
+inline float kv_value(float v) noexcept { return v; }
+inline float kv_value(std::uint16_t v) noexcept { return fp16_to_f32(v); }
+
+template <class T> float dot_portable(const float* q, const T* k, std::int64_t n) noexcept {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   std::int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+    for (int l = 0; l < 8; ++l) acc[l] += q[i + l] * kv_value(k[i + l]);
   float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
+  for (; i < n; ++i) tail += q[i] * kv_value(k[i]);
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
-inline void axpy(float* y, float a, const float* x, std::int64_t n) noexcept {
-  for (std::int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+template <class T> void axpy_portable(float* y, float a, const T* x, std::int64_t n) noexcept {
+  for (std::int64_t i = 0; i < n; ++i) y[i] += a * kv_value(x[i]);
+}
+
+#if BITNET_X86
+BITNET_TARGET_AVX2 inline __m256 load8(const float* p) noexcept { return _mm256_loadu_ps(p); }
+BITNET_TARGET_AVX2 inline __m256 load8(const std::uint16_t* p) noexcept {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+template <class T> BITNET_TARGET_AVX2 float dot_avx2(const float* q, const T* k, std::int64_t n) noexcept {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), a1);
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
+  const __m256 a = _mm256_add_ps(a0, a1);
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  float sum = _mm_cvtss_f32(r);
+  for (; i < n; ++i) sum += q[i] * kv_value(k[i]);
+  return sum;
+}
+
+template <class T> BITNET_TARGET_AVX2 void axpy_avx2(float* y, float a, const T* x, std::int64_t n) noexcept {
+  const __m256 va = _mm256_set1_ps(a);
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * kv_value(x[i]);
+}
+#endif
+
+template <class T> struct attn_kernels {
+  float (*dot)(const float*, const T*, std::int64_t) noexcept;
+  void (*axpy)(float*, float, const T*, std::int64_t) noexcept;
+};
+
+// AVX2 bodies when the ternary kernels' arch implies AVX2 (so --kernel-arch scalar also
+// makes attention portable), else the portable loops.
+template <class T> attn_kernels<T> select_attn_kernels([[maybe_unused]] std::string_view arch) noexcept {
+#if BITNET_X86
+  if (arch == arch::avx2::name || arch == arch::avx512bw::name || arch == arch::avx512vnni::name)
+    return {&dot_avx2<T>, &axpy_avx2<T>};
+#endif
+  return {&dot_portable<T>, &axpy_portable<T>};
 }
 
 }  // namespace detail
@@ -458,8 +521,11 @@ inline void axpy(float* y, float a, const float* x, std::int64_t n) noexcept {
 class session {
  public:
   // n_ctx: positions the KV cache holds; n_batch: tokens per prefill chunk (scratch rows).
-  session(const model& m, thread_pool& pool, std::int64_t n_ctx, std::int64_t n_batch = 64)
-      : m_(&m), pool_(&pool), n_ctx_(n_ctx), n_batch_(n_batch) {
+  session(const model& m, thread_pool& pool, std::int64_t n_ctx, std::int64_t n_batch = 64,
+          kv_type kv = kv_type::f32)
+      : m_(&m), pool_(&pool), n_ctx_(n_ctx), n_batch_(n_batch), kv_(kv),
+        attn32_(detail::select_attn_kernels<float>(m.kernels().arch)),
+        attn16_(detail::select_attn_kernels<std::uint16_t>(m.kernels().arch)) {
     const config& c = m.cfg();
     if (n_ctx <= 0) throw std::invalid_argument("session: the context size must be positive");
     if (n_batch <= 0) throw std::invalid_argument("session: the batch size must be positive");
@@ -475,8 +541,13 @@ class session {
     tmp_.resize(sz(T * d));
     g_.resize(sz(T * ff));
     u_.resize(sz(T * ff));
-    kcache_.resize(sz(c.n_layer * n_ctx_ * dkv));
-    vcache_.resize(sz(c.n_layer * n_ctx_ * dkv));
+    if (kv_ == kv_type::f32) {
+      kf_.resize(sz(c.n_layer * n_ctx_ * dkv));
+      vf_.resize(sz(c.n_layer * n_ctx_ * dkv));
+    } else {
+      kh_.resize(sz(c.n_layer * n_ctx_ * dkv));
+      vh_.resize(sz(c.n_layer * n_ctx_ * dkv));
+    }
     scores_.resize(sz(pool.size() * n_ctx_));
     logits_.resize(sz(c.n_vocab));
     // Grow the quantized-activation buffers to their largest shape now, so eval() never does.
@@ -505,7 +576,10 @@ class session {
   std::int64_t n_batch() const noexcept { return n_batch_; }
   std::int64_t pos() const noexcept { return pos_; }
   void reset() noexcept { pos_ = 0; }  // cached keys/values are overwritten as positions are reused
-  std::size_t kv_bytes() const noexcept { return (kcache_.size() + vcache_.size()) * sizeof(float); }
+  kv_type kv() const noexcept { return kv_; }
+  std::size_t kv_bytes() const noexcept {
+    return (kf_.size() + vf_.size()) * sizeof(float) + (kh_.size() + vh_.size()) * sizeof(std::uint16_t);
+  }
 
   // Evaluates `tokens` at positions pos() .. pos()+n-1 and advances pos(). Returns the logits
   // of the last token (n_vocab floats) or, with all_logits, of every token (n rows of n_vocab).
@@ -595,39 +669,49 @@ class session {
   }
 
   // Cache layout per layer: [kv_head][position][head_dim] (one head's keys are contiguous).
-  float* kv_at(aligned_buffer<float>& cache, std::int64_t l, std::int64_t kvh, std::int64_t p) noexcept {
+  template <class T> T* kv_at(aligned_buffer<T>& cache, std::int64_t l, std::int64_t kvh, std::int64_t p) noexcept {
     const config& c = m_->cfg();
     return cache.data() + ((l * c.n_head_kv + kvh) * n_ctx_ + p) * c.head_dim;
   }
 
-  void rope_and_store(std::int64_t l, std::int64_t p0, std::int64_t T) {
+  static void store(float* dst, const float* src, std::int64_t n) noexcept {
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+  }
+  static void store(std::uint16_t* dst, const float* src, std::int64_t n) noexcept {
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
+  }
+
+  template <class T>
+  void rope_and_store(std::int64_t l, std::int64_t p0, std::int64_t T_, aligned_buffer<T>& kc, aligned_buffer<T>& vc) {
     const config& c = m_->cfg();
     const std::int64_t d = c.n_embd, dkv = c.n_embd_kv(), hd = c.head_dim;
-    pool_->parallel_for(T, 8, [&](std::int64_t b, std::int64_t e) {
+    pool_->parallel_for(T_, 8, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t t = b; t < e; ++t) {
         const std::int64_t p = p0 + t;
         for (std::int64_t h = 0; h < c.n_head; ++h) rope(q_.data() + t * d + h * hd, p);
         for (std::int64_t h = 0; h < c.n_head_kv; ++h) {
           float* k = k_.data() + t * dkv + h * hd;
           rope(k, p);
-          std::memcpy(kv_at(kcache_, l, h, p), k, static_cast<std::size_t>(hd) * sizeof(float));
-          std::memcpy(kv_at(vcache_, l, h, p), v_.data() + t * dkv + h * hd, static_cast<std::size_t>(hd) * sizeof(float));
+          store(kv_at(kc, l, h, p), k, hd);
+          store(kv_at(vc, l, h, p), v_.data() + t * dkv + h * hd, hd);
         }
       }
     });
   }
 
   // One query (token t of the chunk, head h) against cached positions 0 .. p0+t.
-  void attend(std::int64_t l, std::int64_t p0, std::int64_t t, std::int64_t h, float* s) {
+  template <class T>
+  void attend(std::int64_t l, std::int64_t p0, std::int64_t t, std::int64_t h, float* s, aligned_buffer<T>& kc,
+              aligned_buffer<T>& vc, const detail::attn_kernels<T>& ak) {
     const config& c = m_->cfg();
     const std::int64_t hd = c.head_dim, p = p0 + t, kvh = h / c.n_gqa();
     const float* q = q_.data() + t * c.n_embd + h * hd;
-    const float* K = kv_at(kcache_, l, kvh, 0);
-    const float* Vc = kv_at(vcache_, l, kvh, 0);
+    const T* K = kv_at(kc, l, kvh, 0);
+    const T* Vc = kv_at(vc, l, kvh, 0);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     float mx = -std::numeric_limits<float>::infinity();
     for (std::int64_t j = 0; j <= p; ++j) {
-      s[j] = detail::dot(q, K + j * hd, hd) * scale;
+      s[j] = ak.dot(q, K + j * hd, hd) * scale;
       mx = std::max(mx, s[j]);
     }
     double sum = 0.0;
@@ -638,17 +722,36 @@ class session {
     const float inv = static_cast<float>(1.0 / sum);
     float* o = att_.data() + t * c.n_embd + h * hd;
     std::fill(o, o + hd, 0.0f);
-    for (std::int64_t j = 0; j <= p; ++j) detail::axpy(o, s[j] * inv, Vc + j * hd, hd);
+    for (std::int64_t j = 0; j <= p; ++j) ak.axpy(o, s[j] * inv, Vc + j * hd, hd);
   }
 
-  void attention(std::int64_t l, std::int64_t p0, std::int64_t T) {
-    const std::int64_t H = m_->cfg().n_head, n = T * H;
-    // Round-robin over (token, head): later tokens see more positions, so contiguous chunks
-    // would leave the first threads idle in a causal prefill.
+  // Decode: heads split in contiguous ranges (heads sharing a KV head stay on one thread and
+  // reuse its cached rows). Prefill: tokens round-robin (later tokens see more positions, so
+  // contiguous chunks would leave the first threads idle), all heads of a token together.
+  template <class T>
+  void attention(std::int64_t l, std::int64_t p0, std::int64_t T_, aligned_buffer<T>& kc, aligned_buffer<T>& vc,
+                 const detail::attn_kernels<T>& ak) {
+    const std::int64_t H = m_->cfg().n_head;
     pool_->run([&](int i, int nt) {
       float* s = scores_.data() + static_cast<std::int64_t>(i) * n_ctx_;
-      for (std::int64_t w = i; w < n; w += nt) attend(l, p0, w / H, w % H, s);
+      if (T_ == 1) {
+        const auto [b, e] = thread_pool::split(H, 1, i, nt);
+        for (std::int64_t h = b; h < e; ++h) attend(l, p0, 0, h, s, kc, vc, ak);
+      } else {
+        for (std::int64_t t = i; t < T_; t += nt)
+          for (std::int64_t h = 0; h < H; ++h) attend(l, p0, t, h, s, kc, vc, ak);
+      }
     });
+  }
+
+  void attention_block(std::int64_t l, std::int64_t p0, std::int64_t T) {
+    if (kv_ == kv_type::f32) {
+      rope_and_store(l, p0, T, kf_, vf_);
+      attention(l, p0, T, kf_, vf_, attn32_);
+    } else {
+      rope_and_store(l, p0, T, kh_, vh_);
+      attention(l, p0, T, kh_, vh_, attn16_);
+    }
   }
 
   // a = act(g) ⊙ u over the T x n_ff elements.
@@ -690,8 +793,7 @@ class session {
       norm_rows(x_.data(), B.attn_norm, h_.data(), T, d);
       quantize(h_.data(), T, d);
       matmul({{&B.q, q_.data(), d}, {&B.k, k_.data(), dkv}, {&B.v, v_.data(), dkv}}, T);
-      rope_and_store(l, p0, T);
-      attention(l, p0, T);
+      attention_block(l, p0, T);
       norm_rows(att_.data(), B.attn_sub_norm, att_.data(), T, d);
       quantize(att_.data(), T, d);
       matmul({{&B.o, tmp_.data(), d}}, T);
@@ -726,8 +828,12 @@ class session {
   const model* m_;
   thread_pool* pool_;
   std::int64_t n_ctx_, n_batch_, pos_ = 0;
+  kv_type kv_;
+  detail::attn_kernels<float> attn32_;
+  detail::attn_kernels<std::uint16_t> attn16_;
   aligned_buffer<float> x_, h_, q_, k_, v_, att_, tmp_, g_, u_;  // [n_batch][width] scratch
-  aligned_buffer<float> kcache_, vcache_;                        // [layer][kv_head][n_ctx][head_dim]
+  aligned_buffer<float> kf_, vf_;                                // f32 cache: [layer][kv_head][n_ctx][head_dim]
+  aligned_buffer<std::uint16_t> kh_, vh_;                        // f16 cache, same layout
   aligned_buffer<float> scores_;                                 // [thread][n_ctx]
   aligned_buffer<float> rope_;                                   // [n_ctx][n_rot/2][cos, sin]
   std::vector<float> logits_, logits_all_;

@@ -9,15 +9,18 @@
 // * parallel_for(n, grain, f) splits [0, n) into n_threads contiguous chunks whose inner
 //   boundaries are multiples of `grain`, calls f(begin, end) for each non-empty chunk, and
 //   runs inline when n <= grain. The split depends only on (n, grain, n_threads).
-// * Waiting: workers spin briefly (a region usually follows within microseconds during a
-//   forward pass), then sleep on a C++20 atomic wait (futex), so an idle runner (waiting for
-//   chat input) uses no CPU.
+// * Waiting (workers for the next region, the caller for the join): spin for up to ~100 us (a
+//   region usually follows within microseconds during a forward pass), then sleep on a C++20
+//   atomic wait (futex). Bounded spinning keeps an idle runner (waiting for chat input) off the
+//   CPU and, on an oversubscribed machine, lets a descheduled thread run instead of burning
+//   the core it needs.
 // * The first exception thrown by f on any thread is rethrown by run() after the join.
 // * Not reentrant: f must not call run() on the same pool.
 #pragma once
 
 #include <algorithm>    // std::min, std::max
 #include <atomic>       // generation counter, pending count
+#include <chrono>       // spin budget
 #include <cstdint>      // std::int64_t
 #include <exception>    // std::exception_ptr
 #include <fstream>      // /sys topology files
@@ -89,15 +92,8 @@ class thread_pool {
     generation_.fetch_add(1, std::memory_order_release);  // publishes ctx_, call_ and pending_
     generation_.notify_all();
     invoke(0);
-    for (int spin = 0;; ++spin) {
-      const int left = pending_.load(std::memory_order_acquire);
-      if (left == 0) break;
-      if (spin < kSpin) {
-        pause();
-      } else {
-        pending_.wait(left, std::memory_order_acquire);
-      }
-    }
+    for (int left = pending_.load(std::memory_order_acquire); left != 0; left = pending_.load(std::memory_order_acquire))
+      wait_while(pending_, left);
     if (error_) {
       std::exception_ptr e = std::move(error_);
       error_ = nullptr;
@@ -127,7 +123,21 @@ class thread_pool {
   }
 
  private:
-  static constexpr int kSpin = 1 << 14;
+  static constexpr std::chrono::microseconds kSpin{100};
+
+  // Returns once a != v (acquire): spins with pause up to kSpin, then sleeps in a.wait().
+  template <class T> static void wait_while(const std::atomic<T>& a, T v) noexcept {
+    auto t0 = std::chrono::steady_clock::now();
+    for (unsigned spin = 1;; ++spin) {
+      if (a.load(std::memory_order_acquire) != v) return;
+      if (spin % 64 == 0 && std::chrono::steady_clock::now() - t0 > kSpin) {
+        a.wait(v, std::memory_order_acquire);
+        t0 = std::chrono::steady_clock::now();
+      } else {
+        pause();
+      }
+    }
+  }
 
   static void pause() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -149,18 +159,8 @@ class thread_pool {
   void worker(int i) {
     std::uint32_t seen = 0;
     for (;;) {
-      for (int spin = 0;; ++spin) {
-        const std::uint32_t g = generation_.load(std::memory_order_acquire);
-        if (g != seen) {
-          seen = g;
-          break;
-        }
-        if (spin < kSpin) {
-          pause();
-        } else {
-          generation_.wait(g, std::memory_order_acquire);
-        }
-      }
+      wait_while(generation_, seen);
+      seen = generation_.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_relaxed)) return;
       invoke(i);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
