@@ -102,6 +102,24 @@ template <class C> void GemvGrid_MatchesReference() {
 }
 TYPED_TEST(GemvGrid, MatchesReference) { run_on_arch<TypeParam>([]<class C>() { GemvGrid_MatchesReference<C>(); }); }
 
+template <class C> void GemvGrid_DotIsExactInteger() {
+  std::uint32_t seed = 7000;
+  for (auto s : edge_shapes<C>()) {
+    ++seed;
+    const auto w = test::random_ternary(static_cast<std::size_t>(s.K * s.M), seed);
+    const auto x = test::random_floats(static_cast<std::size_t>(s.K), seed + 5);
+    const auto W = repack(ternary_weights{s.K, s.M, w, 0.5f, {}}, C::block);
+    activations X;
+    X.quantize(x.data(), 1, s.K, s.K, act_quant::per_token);
+    std::vector<std::int32_t> d(static_cast<std::size_t>(s.M), -99);
+    gemv_dot<C>(W, X, 0, d.data(), 0, s.M);
+    for (std::int64_t m = 0; m < s.M; ++m)
+      ASSERT_EQ(d[static_cast<std::size_t>(m)], reference::ternary_dot_ref(w.data() + m * s.K, X.q(0), s.K))
+          << describe(C::name(), s, seed) << " row " << m;
+  }
+}
+TYPED_TEST(GemvGrid, DotIsExactInteger) { run_on_arch<TypeParam>([]<class C>() { GemvGrid_DotIsExactInteger<C>(); }); }
+
 template <class C> void GemvGrid_ExtremeValuesDoNotOverflow() {
   for (std::int64_t K : {std::int64_t{2048}, std::int64_t{6912}, std::int64_t{14336}}) {
     for (int wv : {-1, 1}) {
@@ -245,8 +263,9 @@ template <class... C> void check_forced(type_list<C...>, const cpu_features& f) 
       o.gemv = Cfg::name();
       const auto ks = select_kernels(f, o);
       EXPECT_EQ(ks.gemv.name, Cfg::name());
-      // The selected function is exactly that instantiation.
+      // The selected functions are exactly that instantiation.
       EXPECT_EQ(ks.gemv.fn, &gemv<Cfg>) << Cfg::name();
+      EXPECT_EQ(ks.gemv.dot, &gemv_dot<Cfg>) << Cfg::name();
     }
   };
   (one.template operator()<C>(), ...);

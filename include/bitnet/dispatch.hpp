@@ -68,6 +68,8 @@ inline std::string_view default_gemm_name(std::string_view arch_name) noexcept {
 
 using gemv_fn = void (*)(const ternary_matrix&, const activations&, std::int64_t, float*, std::int64_t, std::int64_t);
 using gemm_fn = void (*)(const ternary_matrix&, const activations&, float*, std::int64_t, std::int64_t, std::int64_t);
+using gemv_dot_fn = void (*)(const ternary_matrix&, const activations&, std::int64_t, std::int32_t*, std::int64_t,
+                             std::int64_t);
 
 struct gemv_entry {
   std::string name;
@@ -76,6 +78,7 @@ struct gemv_entry {
   int block;
   bool (*runs_on)(const cpu_features&);
   gemv_fn fn;
+  gemv_dot_fn dot;  // the same kernel returning exact int32 sums of w * q (gemv.hpp: gemv_dot)
 };
 struct gemm_entry {
   std::string name;
@@ -89,7 +92,8 @@ struct gemm_entry {
 namespace detail {
 template <class C> void add_gemv(std::vector<gemv_entry>& v) {
   if constexpr (arch_compiled<typename C::arch>())
-    v.push_back({C::name(), C::arch::name, C::arch::rank, C::block, &arch_runs_on<typename C::arch>, &gemv<C>});
+    v.push_back({C::name(), C::arch::name, C::arch::rank, C::block, &arch_runs_on<typename C::arch>, &gemv<C>,
+                 &gemv_dot<C>});
 }
 template <class C> void add_gemm(std::vector<gemm_entry>& v) {
   if constexpr (arch_compiled<typename C::arch>())

@@ -4,6 +4,9 @@
 //       y[m] for m in [row_begin, row_end) from activation row n of X.
 //   gemm<Config>(W, X, Y, ldy, row_begin, row_end)
 //       Y[t*ldy + m] for every activation row t of X and m in the range.
+//   gemv_dot<Config>(W, X, n, d, row_begin, row_end)
+//       d[m] = sum over k of w[m,k] * q[n,k], exact int32, no scales applied: for
+//       hosts that want their own epilogue (e.g. in double precision).
 // Rows are independent: a host splits [0, M) across its own threads and calls
 // these concurrently on disjoint ranges (W and X are read-only here).
 //
@@ -95,6 +98,28 @@ void gemv(const ternary_matrix& W, const activations& X, std::int64_t n, float* 
   std::int64_t m = row_begin;
   for (; m + R <= row_end; m += R) detail::gemv_tile<A, B, R, U>(W, X, n, y, m);
   for (; m < row_end; ++m) detail::gemv_tile<A, B, 1, U>(W, X, n, y, m);
+}
+
+namespace detail {
+template <class Arch, int Block, int R, int U>
+inline void dot_tile(const ternary_matrix& W, const activations& X, std::int64_t n, std::int32_t* d, std::int64_t m) {
+  const std::uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = W.row(m + r);
+  std::int32_t acc[R];
+  t2_impl<Arch>::template dot_rows<Block, R, U>(rows, X.q(n), W.Kp / Block, acc);
+  for (int r = 0; r < R; ++r) d[m + r] = acc[r] - X.sum(n);  // codes are w + 1
+}
+}  // namespace detail
+
+template <class Config>
+void gemv_dot(const ternary_matrix& W, const activations& X, std::int64_t n, std::int32_t* d, std::int64_t row_begin,
+              std::int64_t row_end) {
+  using A = typename Config::arch;
+  constexpr int B = Config::block, R = Config::rows, U = Config::unroll;
+  detail::check_operands(W, X, B, row_begin, row_end);
+  std::int64_t m = row_begin;
+  for (; m + R <= row_end; m += R) detail::dot_tile<A, B, R, U>(W, X, n, d, m);
+  for (; m < row_end; ++m) detail::dot_tile<A, B, 1, U>(W, X, n, d, m);
 }
 
 namespace detail {
