@@ -40,7 +40,7 @@ bitnet_generate_case(help RC 0 ARGS --help
         "-c, --ctx-size N" "--temp T .*default: 0.8" "--top-k N .*default: 40" "--top-p P .*default: 0.95"
         "--min-p P .*default: 0.05" "--repeat-penalty X .*default: 1.0" "--repeat-last-n N .*default: 64"
         "--seed N" "--chat" "--system TEXT" "--json" "--no-bos" "--ignore-eos" "--kernel-arch NAME"
-        "--gemv NAME" "--gemm NAME" "BITNET_ARCH")
+        "--gemv NAME" "--gemm NAME" "--act MODE" "--kv-type TYPE .*default: f32" "BITNET_ARCH")
 bitnet_generate_case(no_model RC 2 ARGS -p hello MATCH "error: no model given" ONE_LINE_ERROR)
 bitnet_generate_case(unknown_flag RC 2 ARGS -m ${_gen_dir}/tiny.gguf --bogus MATCH "unknown flag '--bogus'" ONE_LINE_ERROR)
 bitnet_generate_case(bad_number RC 2 ARGS -m ${_gen_dir}/tiny.gguf -t zero MATCH "-t: expected an integer" ONE_LINE_ERROR)
@@ -68,6 +68,7 @@ bitnet_generate_case(json RC 0 ARGS -m ${_gen_dir}/tiny.gguf --prompt= -n 5 --te
   STDOUT "^{\"model\":.*\"prompt_ids\":\\[1\\],\"generated_ids\":\\[[0-9]+(,[0-9]+)(,[0-9]+)(,[0-9]+)(,[0-9]+)\\],\"text\":.*\"stop\":\"length\",\"timings\":{[^}]*},.*}\n$")
 bitnet_generate_case(context_full RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "ab" -c 6 -n 50 --ignore-eos --json
   MATCH "stopped: the context of 6 positions is full" "\"stop\":\"context_full\"")
+bitnet_generate_case(kv_f16 RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "hi" -n 4 --kv-type f16 MATCH "KV cache f16")
 bitnet_generate_case(scalar_kernels RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "hi" -n 4 --kernel-arch scalar
   MATCH "gemv gemv_t2_q8/scalar/" "head gemv_f16_f32/scalar")
 bitnet_generate_case(chat_fallback RC 0 ARGS -m ${_gen_dir}/tiny.gguf --chat --system "Be brief." -n 6 --temp 0

@@ -27,11 +27,14 @@
 // 1/sqrtf(mean + eps), scale, then gain). RoPE angles by ggml's float recurrence
 // theta_{i+1} = theta_i * powf(base, -2/n_rot), tabulated per position. Softmax: exp(s - max),
 // sum in double, times float(1/sum). The head sees x as its dense kernel defines (F16 weights:
-// x rounded to fp16, as ggml). The KV cache holds f32 (llama.cpp keeps f16; f32 avoids that
-// rounding and costs twice the memory: 2 * n_layer * n_ctx * n_embd_kv * 4 bytes).
+// x rounded to fp16, as ggml). The KV cache holds f32 by default (2 * n_layer * n_ctx *
+// n_embd_kv * 4 bytes; no rounding) or, with kv_type::f16, keys and values rounded to f16 as
+// llama.cpp's default cache does (half the memory and half the attention's memory traffic).
 //
 // Threads: a thread_pool splits the rows of every matrix product (q, k and v in one region,
-// gate and up in one region), the attention heads, and the vocabulary rows of the head. Rows
+// gate and up in one region), the attention heads (decode) or query tokens (prefill), and the
+// vocabulary rows of the head. Attention loops use AVX2/F16C when the kernels' arch has AVX2,
+// else portable loops; one choice per session. Rows
 // and heads are independent and no reduction crosses threads, so results are bit-identical
 // for any thread count. Decode and prefill run the same per-row and per-query code, so
 // prefilling N tokens gives the same logits as decoding them one by one.
