@@ -190,9 +190,11 @@ int main(int argc, char** argv) {
   for (const auto& e : lut_gemv_variants()) add(gemvs, e.name, e.rank);
   for (const auto& e : gemm_variants()) add(gemms, e.name, e.rank);
   for (const auto& e : lut_gemm_variants()) add(gemms, e.name, e.rank);
-  auto by_layout = [](const kernel& a, const kernel& b) { return a.layout_key() < b.layout_key(); };
-  std::stable_sort(gemvs.begin(), gemvs.end(), by_layout);
-  std::stable_sort(gemms.begin(), gemms.end(), by_layout);
+  auto by_layout = [](const kernel& a, const kernel& b) {
+    return a.layout_key() != b.layout_key() ? a.layout_key() < b.layout_key() : a.k.name < b.k.name;
+  };
+  std::sort(gemvs.begin(), gemvs.end(), by_layout);
+  std::sort(gemms.begin(), gemms.end(), by_layout);
 
   auto S = std::make_shared<state>();
   bench::register_bandwidth_benchmark(4423680);  // one 6912x2560 t2 matrix

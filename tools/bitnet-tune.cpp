@@ -513,7 +513,10 @@ int run(const options& o) {
         if (k.k.lut && !w.block_scales.empty()) continue;
         cand.push_back(&k);
       }
-      std::stable_sort(cand.begin(), cand.end(), [](const kernel* a, const kernel* b) { return a->layout_key() < b->layout_key(); });
+      // (std::sort with a full key: libstdc++'s stable_sort uses the deprecated get_temporary_buffer.)
+      std::sort(cand.begin(), cand.end(), [](const kernel* a, const kernel* b) {
+        return a->layout_key() != b->layout_key() ? a->layout_key() < b->layout_key() : a->k.name < b->k.name;
+      });
       const bool stream = gemv && !o.cache;
       std::string key;
       prepared p;
