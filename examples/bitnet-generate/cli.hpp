@@ -8,6 +8,7 @@
 #include <cerrno>       // errno for strtoll / strtod
 #include <cmath>        // std::isfinite
 #include <cstdint>      // fixed-width integers
+#include <cstdio>       // std::snprintf for ranges in messages
 #include <cstdlib>      // std::strtoll, std::strtoull, std::strtod
 #include <string>       // option values
 #include <string_view>  // flag names
@@ -65,9 +66,11 @@ inline float parse_float(std::string_view flag, const std::string& v, double lo,
   errno = 0;
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x) || x < lo || x > hi)
-    throw usage_error{std::string(flag) + ": expected a number in [" + std::to_string(lo) + ", " +
-                      std::to_string(hi) + "], got '" + v + "'"};
+  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x) || x < lo || x > hi) {
+    char range[64];
+    std::snprintf(range, sizeof range, "[%g, %g]", lo, hi);
+    throw usage_error{std::string(flag) + ": expected a number in " + range + ", got '" + v + "'"};
+  }
   return static_cast<float>(x);
 }
 

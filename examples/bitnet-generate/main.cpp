@@ -414,7 +414,8 @@ int run(const br::options& o) {
   if (!o.chat) {
     prompt_ids = tk.encode(prompt, !o.no_bos, true);
     if (prompt_ids.empty()) {
-      if (o.no_bos || tk.bos() < 0) fail("the prompt is empty and there is no BOS token to start from");
+      if (o.no_bos) fail("the prompt is empty and --no-bos leaves no token to start from");
+      if (tk.bos() < 0) fail("the prompt is empty and the vocabulary has no BOS token to start from");
       prompt_ids.push_back(tk.bos());
     }
     if (static_cast<std::int64_t>(prompt_ids.size()) > n_ctx)
