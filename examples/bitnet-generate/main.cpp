@@ -221,7 +221,8 @@ void append(std::vector<std::int32_t>& v, const std::vector<std::int32_t>& w) { 
 // headers and contents tokenized separately, contents trimmed, specials not parsed in user
 // text. Otherwise a plain-text fallback:
 //   [BOS]{system}\n\nUser: {user}\nAssistant: {reply}\nUser: ...
-// whose replies also stop at the text "\nUser:" (held back, never printed).
+// whose replies also stop at the text "\nUser:" (held back, never printed; the next message
+// then continues the model's own "User:").
 // Turns: -p / -f (if given) is the first user message, then one line of stdin per turn; an empty
 // line is skipped, end of input ends the chat. The KV cache carries the whole conversation;
 // a turn that no longer fits ends the chat with a note.
@@ -244,7 +245,7 @@ int chat(runner& r, const std::string& first_message) {
       append(head, enc(trim(o.system) + "\n\n"));
     }
   }
-  bool first = true;
+  bool first = true, model_wrote_user = false;
   std::string msg = first_message;
   for (;;) {
     if (!first || trim(msg).empty()) {
@@ -262,7 +263,9 @@ int chat(runner& r, const std::string& first_message) {
       turn.push_back(*eot);
       append(turn, enc("Assistant: "));
     } else {
-      append(turn, enc((first ? "User: " : "\nUser: ") + trim(msg) + "\nAssistant:"));
+      // After a reply that ended by writing "\nUser:" itself, the message just continues it.
+      const std::string lead = first ? "User: " : model_wrote_user ? " " : "\nUser: ";
+      append(turn, enc(lead + trim(msg) + "\nAssistant:"));
     }
     if (r.sess.pos() + static_cast<std::int64_t>(turn.size()) > r.sess.n_ctx()) {
       if (first)
@@ -302,14 +305,13 @@ int chat(runner& r, const std::string& first_message) {
       r.note_context_full();
       break;
     }
-    // The reply's end: for 2B4T an <|eot_id|> (also when the reply was cut by -n or EOS);
-    // the fallback continues with "\nUser: ...". A sampled token not yet evaluated goes first.
+    // The reply's end. A reply cut by -n printed a last token that was not evaluated yet: it
+    // goes first. Then, for 2B4T, an <|eot_id|> (also when the reply ended with EOS); the
+    // fallback continues with "\nUser: ...".
     head.clear();
-    if (b2) {
-      head.push_back(*eot);
-    } else if (pending >= 0 && why == stop_reason::length) {
-      head.push_back(pending);
-    }
+    if (pending >= 0 && (why == stop_reason::length || why == stop_reason::stop_string)) head.push_back(pending);
+    if (b2) head.push_back(*eot);
+    model_wrote_user = why == stop_reason::stop_string;
   }
   return 0;
 }
