@@ -174,3 +174,40 @@ TEST(Tuning, TunedMatrixRunsThePicksBitIdenticalToMad) {
   const tuned_matrix fb(blocks, t, ks, f);
   EXPECT_EQ(fb.gemv_name(), ks.gemv.name);
 }
+
+TEST(Tuning, SelectTunedKernelsFromEnvironment) {
+  const auto f = cpu_features::detect();
+  const std::int64_t K = 520, M = 300;
+  tuning_table t;
+  t.fingerprint = cpu_fingerprint(f);
+  t.entries.push_back({"gemv", M, K, 1, "gemv_lut_q8/scalar/g2/r32/u1", 0.0});
+  const auto path = temp_path("env");
+  write_file(path, t.to_text());
+  ::setenv("BITNET_TUNING", path.c_str(), 1);
+  auto tk = select_tuned_kernels_from_env();
+  EXPECT_TRUE(tk.warning.empty()) << tk.warning;
+  ASSERT_EQ(tk.table.entries.size(), 1u);
+  ternary_weights tw{K, M, test::random_ternary(static_cast<std::size_t>(K * M), 9), 0.5f, {}};
+  const auto tm = tk.prepare(tw);
+  EXPECT_EQ(tm.gemv_name(), "gemv_lut_q8/scalar/g2/r32/u1");
+  EXPECT_EQ(tm.gemm_name(), tk.defaults.gemm.name);
+  // An explicit kernel name wins over the file, with a warning.
+  ::setenv("BITNET_GEMV", std::string(default_gemv_name("scalar")).c_str(), 1);
+  tk = select_tuned_kernels_from_env();
+  EXPECT_NE(tk.warning.find("take precedence"), std::string::npos) << tk.warning;
+  EXPECT_TRUE(tk.table.empty());
+  ::unsetenv("BITNET_GEMV");
+  // A capped CPU (BITNET_ARCH) is another fingerprint unless the file was tuned capped.
+  if (arch_available<arch::avx2>()) {
+    ::setenv("BITNET_ARCH", "scalar", 1);
+    tk = select_tuned_kernels_from_env();
+    EXPECT_NE(tk.warning.find("another CPU"), std::string::npos) << tk.warning;
+    ::unsetenv("BITNET_ARCH");
+  }
+  ::setenv("BITNET_TUNING", temp_path("missing").c_str(), 1);
+  tk = select_tuned_kernels_from_env();
+  EXPECT_NE(tk.warning.find("cannot open"), std::string::npos);
+  EXPECT_EQ(tk.defaults.gemv.name, select_kernels(f).gemv.name);
+  ::unsetenv("BITNET_TUNING");
+  std::remove(path.c_str());
+}

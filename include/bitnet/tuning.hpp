@@ -23,11 +23,15 @@
 //
 // pick(op, M, K, batch): the entry for (op, M, K) with the largest tuned batch <= batch,
 // else the smallest tuned batch; nullptr when the shape was not tuned.
+// Hosts: select_tuned_kernels(f, options, path) / select_tuned_kernels_from_env()
+// (BITNET_TUNING) give dispatch's kernel_set plus the table; prepare(weights) returns a
+// tuned_matrix running the picked kernels for that matrix's shape.
 #pragma once
 
 #include <algorithm>    // std::sort
 #include <cstdint>      // fixed-width integers
 #include <cstdio>       // std::snprintf
+#include <cstdlib>      // std::getenv
 #include <fstream>      // reading tuning files and /proc/cpuinfo
 #include <optional>     // kernel lookup
 #include <sstream>      // parsing lines
@@ -346,5 +350,42 @@ class tuned_matrix {
   std::optional<ternary_matrix> t2_, t22_;
   std::optional<lut_matrix> lut_, lut2_;
 };
+
+// What a tuning host holds: dispatch's kernel_set (unchanged behaviour, used for untuned
+// shapes), the loaded table, and the reason a given file was ignored.
+struct tuned_kernels {
+  kernel_set defaults;
+  tuning_table table;
+  std::string warning;     // empty when no file was given or it loaded
+  cpu_features features;   // the CPU as the kernels see it (capped by kernel_options::arch)
+  tuned_matrix prepare(const ternary_weights& w, std::int64_t gemm_batch = 128) const {
+    return tuned_matrix(w, table, defaults, features, gemm_batch);
+  }
+};
+
+// select_kernels(f, o) plus the tuning file at `tuning_path` ("" = none). Explicit kernel
+// names in `o` (BITNET_GEMV / BITNET_GEMM) win over a file, which is then not loaded; with
+// `o.arch` (BITNET_ARCH) the CPU is capped, so only a file tuned with that cap matches.
+inline tuned_kernels select_tuned_kernels(const cpu_features& f, const kernel_options& o,
+                                          const std::string& tuning_path) {
+  tuned_kernels t;
+  t.features = o.arch.empty() || arch_rank(o.arch) < 0 ? f : f.capped(arch_rank(o.arch));
+  t.defaults = select_kernels(f, o);
+  if (tuning_path.empty()) return t;
+  if (!o.gemv.empty() || !o.gemm.empty()) {
+    t.warning = "tuning file " + tuning_path + " ignored: explicit GEMV/GEMM kernel names take precedence";
+    return t;
+  }
+  auto r = load_tuning(tuning_path, t.features);
+  t.table = std::move(r.table);
+  t.warning = std::move(r.warning);
+  return t;
+}
+
+// Detect the CPU, apply BITNET_ARCH / BITNET_GEMV / BITNET_GEMM, load BITNET_TUNING.
+inline tuned_kernels select_tuned_kernels_from_env() {
+  const char* p = std::getenv("BITNET_TUNING");
+  return select_tuned_kernels(cpu_features::detect(), kernel_options::from_env(), p ? p : "");
+}
 
 }  // namespace bitnet
