@@ -97,7 +97,7 @@ void check_plan(std::int64_t N, std::int64_t c, std::int64_t s, bool bos) {
   }
 }
 
-TEST(Windows, EveryTargetOnceWithItsContext) {
+TEST(PerplexityWindows, EveryTargetOnceWithItsContext) {
   for (const std::int64_t N : {2, 3, 5, 17, 64, 100, 513, 1000})
     for (const std::int64_t c : {2, 3, 4, 8, 16, 64, 512})
       for (const bool bos : {false, true})
@@ -112,7 +112,7 @@ TEST(Windows, EveryTargetOnceWithItsContext) {
         }
 }
 
-TEST(Windows, Errors) {
+TEST(PerplexityWindows, Errors) {
   EXPECT_THROW(ppl::plan_windows(1, 8, 4, true), ppl::error);
   EXPECT_THROW(ppl::plan_windows(0, 8, 4, true), ppl::error);
   EXPECT_THROW(ppl::plan_windows(10, 1, 1, false), ppl::error);
@@ -121,7 +121,7 @@ TEST(Windows, Errors) {
   EXPECT_NO_THROW(ppl::plan_windows(8, 8, 100, true));  // one window: the stride is not used
 }
 
-TEST(Stats, MatchTwoPassSums) {
+TEST(PerplexityStats, MatchTwoPassSums) {
   std::mt19937_64 rng(7);
   std::normal_distribution<double> d(3.0, 2.0);
   std::vector<double> v(1000);
@@ -156,7 +156,7 @@ std::vector<long double> softmax_ld(const std::vector<float>& x) {
   return p;
 }
 
-TEST(Rows, LogSumExpArgmaxAndKL) {
+TEST(PerplexityRows, LogSumExpArgmaxAndKL) {
   std::mt19937_64 rng(11);
   std::normal_distribution<float> d(0.0f, 4.0f);
   for (const float offset : {0.0f, 1000.0f, -1000.0f}) {
@@ -184,7 +184,7 @@ TEST(Rows, LogSumExpArgmaxAndKL) {
   }
 }
 
-TEST(Ids, ParseLists) {
+TEST(PerplexityIds, ParseLists) {
   const std::vector<std::int32_t> want = {1, 403, 407, 0, 2147483647};
   for (const char* s : {"1 403 407 0 2147483647", "1,403,407,0,2147483647", "[1, 403,\n407,\t0 ,2147483647]\n",
                         "  1,,403 407 ,0, 2147483647  "})
@@ -255,7 +255,7 @@ saved_logits parse_saved(const fs::path& p) {
   return s;
 }
 
-class LogitsFile : public ::testing::Test {
+class PerplexityFile : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("bitnet_ppl_file_" + std::to_string(getpid()));
@@ -268,7 +268,7 @@ class LogitsFile : public ::testing::Test {
   fs::path dir_;
 };
 
-TEST_F(LogitsFile, WrittenAsDocumentedAndRejectedWhenDamaged) {
+TEST_F(PerplexityFile, WrittenAsDocumentedAndRejectedWhenDamaged) {
   const std::vector<std::int32_t> toks = {1, 7, 3, 9, 2};
   ppl::logits_header h;
   h.n_vocab = 10;
@@ -382,7 +382,7 @@ double json_num(const std::string& j, const std::string& key) {
   return v;
 }
 
-class Cli : public ::testing::Test {
+class PerplexityCli : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(kTool) || !fs::exists(kConvert)) GTEST_SKIP() << "SKIP: " << kTool << " or " << kConvert << " not built";
@@ -466,7 +466,7 @@ const char* const kStory =
     "One day, Sam found a big red ball under a tree. \"Look, Max!\" said Sam. Max wagged his tail and ran to the "
     "ball. They played all day until the sun went down. Then they walked home, tired and happy.";
 
-TEST_F(Cli, HelpListsEveryFlagWithItsDefault) {
+TEST_F(PerplexityCli, HelpListsEveryFlagWithItsDefault) {
   const auto r = run("--help");
   EXPECT_EQ(r.code, 0);
   for (const char* s : {"usage: bitnet-perplexity", "-m, --model PATH", "-f, --file PATH", "--ids FILE_OR_LIST",
@@ -478,7 +478,7 @@ TEST_F(Cli, HelpListsEveryFlagWithItsDefault) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
 
-TEST_F(Cli, UsageErrors) {
+TEST_F(PerplexityCli, UsageErrors) {
   const std::string m = model("tiny");
   expect_error("", 2, "no model given");
   expect_error("-m " + m, 2, "nothing to score");
@@ -490,7 +490,7 @@ TEST_F(Cli, UsageErrors) {
   expect_error("-m " + m + " --ids 1,2 --save-logits " + path("x") + " --kl-divergence " + path("x"), 2, "same file");
 }
 
-TEST_F(Cli, BadInputsGiveOneLineErrors) {
+TEST_F(PerplexityCli, BadInputsGiveOneLineErrors) {
   const std::string m = model("tiny");
   write_text("empty.txt", "");
   write_text("a.txt", "a");
@@ -513,7 +513,7 @@ TEST_F(Cli, BadInputsGiveOneLineErrors) {
   EXPECT_FALSE(fs::exists(path("x.bnl")));
 }
 
-TEST_F(Cli, BadLogitsFilesGiveOneLineErrors) {
+TEST_F(PerplexityCli, BadLogitsFilesGiveOneLineErrors) {
   const std::string m = model("tiny");
   ok("-m " + m + " --ids '1 2 3 4 5' --save-logits " + path("base.bnl"));
   expect_error("-m " + m + " --ids '1 2 9 4 5' --kl-divergence " + path("base.bnl"), 1,
@@ -541,7 +541,7 @@ TEST_F(Cli, BadLogitsFilesGiveOneLineErrors) {
 // it scores, the same logits as a single-window run of exactly that window's tokens
 // (BOS in front for windows after the first) - bit for bit, since the forward pass does not
 // depend on how tokens are batched.
-TEST_F(Cli, WindowsAreSeparateEvaluations) {
+TEST_F(PerplexityCli, WindowsAreSeparateEvaluations) {
   const std::string m = model("tiny");
   write_text("story.txt", kStory);
   const std::int64_t c = 24, s = 10;
@@ -578,7 +578,7 @@ TEST_F(Cli, WindowsAreSeparateEvaluations) {
   EXPECT_NEAR(json_num(j, "nll_mean"), nll_sum / static_cast<double>(N - 1), 1e-9);
 }
 
-TEST_F(Cli, ThreadsBatchAndChunks) {
+TEST_F(PerplexityCli, ThreadsBatchAndChunks) {
   const std::string m = model("tiny");
   write_text("story.txt", kStory);
   const std::string f = "-m " + m + " -f " + path("story.txt") + " -c 32 --stride 16 ";
@@ -628,7 +628,7 @@ void expect_kl_matches(const std::string& j, const saved_logits& base, const sav
   EXPECT_NEAR(json_num(j, "nll_mean"), nll_c, 1e-9);
 }
 
-TEST_F(Cli, KLAgainstItselfAndAnotherHead) {
+TEST_F(PerplexityCli, KLAgainstItselfAndAnotherHead) {
   write_text("story.txt", kStory);
   const std::string f = " -f " + path("story.txt") + " -c 48 ";
   ok("-m " + model("tiny") + f + "--save-logits " + path("f16.bnl"));
@@ -689,10 +689,10 @@ std::vector<float> reference_logits() {
   return v;
 }
 
-class RealModel : public Cli {
+class PerplexityRealModel : public PerplexityCli {
  protected:
   void SetUp() override {
-    Cli::SetUp();
+    PerplexityCli::SetUp();
     if (IsSkipped()) return;
     REQUIRE_DATA();
     ids_ = greedy_ids();
@@ -707,7 +707,7 @@ class RealModel : public Cli {
   std::vector<std::int32_t> ids_;
 };
 
-TEST_F(RealModel, SavedLogitsMatchTheReference) {
+TEST_F(PerplexityRealModel, SavedLogitsMatchTheReference) {
   const auto ref = reference_logits();
   for (const char* type : {"i2_s", "tq2_0", "tq1_0"}) {
     const saved_logits s = greedy(type, std::string(type) + ".bnl");
@@ -738,7 +738,7 @@ TEST_F(RealModel, SavedLogitsMatchTheReference) {
 // values, and the runner quantizes activations per token for both: identical logits. TQ2_0
 // converted to I2_S keeps those f16 scales: identical too. The I2_S file converted from the
 // checkpoint keeps the f32 scales: its logits differ (slightly).
-TEST_F(RealModel, TernaryFormats) {
+TEST_F(PerplexityRealModel, TernaryFormats) {
   const saved_logits i2 = greedy("i2_s", "i2_s.bnl"), t2 = greedy("tq2_0", "tq2_0.bnl"), t1 = greedy("tq1_0", "tq1_0.bnl"),
                      t2i = greedy("tq2_0_to_i2_s", "tq2_0_to_i2_s.bnl");
   EXPECT_EQ(t2.logits, t1.logits) << "TQ2_0 vs TQ1_0";
@@ -760,7 +760,7 @@ TEST_F(RealModel, TernaryFormats) {
 }
 
 // F16 head vs the same head requantized to Q6_K (bitnet-convert convert --head-type q6_k).
-TEST_F(RealModel, HeadTypesKL) {
+TEST_F(PerplexityRealModel, HeadTypesKL) {
   const saved_logits f16 = greedy("f16", "f16.bnl"), q6 = greedy("f16_q6_k", "q6k.bnl");
   const std::string j = ok("-m " + model("f16_q6_k") + " --kl-divergence " + path("f16.bnl"));
   expect_kl_matches(j, f16, q6);
@@ -777,7 +777,7 @@ TEST_F(RealModel, HeadTypesKL) {
   EXPECT_LE(json_num(j, "max_abs_logit_diff"), 2.0);
 }
 
-TEST_F(RealModel, ThreadCountAndSelfKL) {
+TEST_F(PerplexityRealModel, ThreadCountAndSelfKL) {
   greedy("i2_s", "t1.bnl", "-t 1");
   greedy("i2_s", "t2.bnl", "-t 2 -b 7");
   EXPECT_EQ(slurp(path("t1.bnl")), slurp(path("t2.bnl"))) << "-t 1 vs -t 2 -b 7";
@@ -795,7 +795,7 @@ TEST_F(RealModel, ThreadCountAndSelfKL) {
 //   softmax-weighted mean of d, so |dNLL| <= max(d) - min(d) <= 2 max|d| <= 2 * 0.5 (the logit
 //   tolerance): a bound that always holds and is checked with the measured d; the tighter
 //   working tolerance is 0.05 nats on the mean NLL (5 % in PPL), against a measured ~0.003.
-TEST_F(RealModel, PerplexityMatchesTheReferenceLogits) {
+TEST_F(PerplexityRealModel, PerplexityMatchesTheReferenceLogits) {
   write_text("ids33", id_list(ids_, kRefPositions + 1));
   const std::string j = ok("-m " + model("i2_s") + " --ids " + path("ids33") + " --save-logits " + path("p32.bnl"));
   const saved_logits s = parse_saved(path("p32.bnl"));
