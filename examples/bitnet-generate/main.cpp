@@ -46,12 +46,12 @@ double ms_since(clock_type::time_point t0) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
 }
 
-class runtime_error_line : public std::runtime_error {
+class run_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] void fail(const std::string& m) { throw runtime_error_line(m); }
+[[noreturn]] void fail(const std::string& m) { throw run_error(m); }
 
 void out(std::string_view s) {
   if (s.empty()) return;
