@@ -4,7 +4,9 @@
 // and nothing from the library's kernels, repacking or activation code is used. The one step
 // done in float is the activation quantization, because it is part of the model definition
 // (ternary-formats.md 1.4 per token, 2.3 per block): the reference quantizes exactly as the
-// spec writes it.
+// spec writes it. Two other roundings belong to the computation being specified and are
+// mirrored too: an F16 head sees its input rounded to f16 (bitnet-models.md 4.1), and with an
+// f16 KV cache keys and values are rounded to f16 when stored.
 //
 // Tolerance (logits). Without quantization the runner's float arithmetic differs from the
 // double reference by float rounding only: NMSE (sum of squared errors / sum of squared
@@ -24,10 +26,10 @@
 
 #include <algorithm>  // std::max
 #include <atomic>     // allocation counter
-#include <cstdlib>    // std::malloc, std::free for the counting operator new
-#include <new>        // operator new / delete replacements
 #include <cmath>      // std::sqrt, std::exp, std::pow, std::nearbyint
 #include <cstdint>    // fixed-width integers
+#include <cstdlib>    // std::malloc, std::free for the counting operator new
+#include <new>        // operator new / delete replacements
 #include <cstring>    // std::memcmp
 #include <random>     // token ids
 #include <string>     // names
