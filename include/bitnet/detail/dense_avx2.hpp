@@ -26,13 +26,16 @@
 namespace bitnet::detail::dense {
 
 struct avx2_kernels {
-  // Software prefetch distance into L1, in bytes ahead of the current weights. The
-  // hardware prefetchers bring the stream to L2; without this, unaligned weight
-  // loads that straddle two lines (Q8_0: 34-byte blocks, Q6_K: 210-byte blocks)
-  // miss L1 one after another and halve the streaming rate (measured: Q8_0 8.5 ->
-  // 15.7 GB/s on the 2.6 GHz Xeon VM this was tuned on; F16 +8%). Prefetching past
-  // the end of the matrix is harmless (prefetches never fault).
-  static constexpr std::size_t kPrefetch = 2048;
+  // Software prefetch distances into L1, in bytes ahead of the current weights.
+  // The hardware prefetchers bring the stream to L2; without this, unaligned
+  // weight loads that straddle two lines (Q8_0: 34-byte blocks, Q6_K: 210-byte
+  // blocks) miss L1 one after another and halve the streaming rate (measured: Q8_0
+  // 8.5 -> 16 GB/s on the 2.6 GHz Xeon VM this was tuned on; F16 +8%). 3 KiB was
+  // best for F16/Q8_0 there (1-6 KiB tried); Q6_K, which issues 14 prefetches per
+  // 4-block step, slowed down sharply from 4 KiB on, so it uses 2 KiB. Prefetching
+  // past the end of the matrix is harmless (prefetches never fault).
+  static constexpr std::size_t kPrefetch = 3072;
+  static constexpr std::size_t kPrefetchQ6K = 2048;
 
   BITNET_TARGET_AVX2 static float hsum(__m256 v) noexcept {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -144,7 +147,10 @@ struct avx2_kernels {
       for (; b + 2 <= nb; b += 2) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch), _MM_HINT_T0);  // ~1 line per 68 bytes
+        // 68 bytes per step: prefetching the lines of both w0 and w0 + 64 covers
+        // every line (one prefetch per step would skip one line in 16)
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch + 64), _MM_HINT_T0);
         const __m256 d0 = _mm256_set1_ps(h2f(w0) * h2f(x0));
         const __m256 d1 = _mm256_set1_ps(h2f(w0 + B) * h2f(x0 + B));
         acc0 = _mm256_fmadd_ps(d0, q8_block(w0, x0), acc0);
@@ -218,7 +224,7 @@ struct avx2_kernels {
       for (; b + 4 <= nb; b += 4) {
         const std::uint8_t* blk = row + B * b;
         for (std::size_t pf = 0; pf < 4 * B; pf += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchQ6K + pf), _MM_HINT_T0);
         const __m256i v0 = q6k_lanes(blk, x[b]), v1 = q6k_lanes(blk + B, x[b + 1]);
         const __m256i v2 = q6k_lanes(blk + 2 * B, x[b + 2]), v3 = q6k_lanes(blk + 3 * B, x[b + 3]);
         // 4 x 8 lanes -> [isum0 isum1 isum2 isum3]
@@ -237,7 +243,7 @@ struct avx2_kernels {
       for (; b < nb; ++b) {
         const std::uint8_t* blk = row + B * b;
         for (std::size_t pf = 0; pf < B; pf += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchQ6K + pf), _MM_HINT_T0);
         const float d = h2f(blk + D) * x[b].d;
         s[b & 3] += d * static_cast<float>(hsum_i32(q6k_lanes(blk, x[b])));
       }

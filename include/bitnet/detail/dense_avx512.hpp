@@ -34,7 +34,9 @@
 namespace bitnet::detail::dense {
 
 struct avx512_kernels {
-  static constexpr std::size_t kPrefetch = 2048;  // bytes ahead; see avx2_kernels::kPrefetch
+  // bytes ahead, see avx2_kernels::kPrefetch
+  static constexpr std::size_t kPrefetch = 3072;
+  static constexpr std::size_t kPrefetchQ6K = 2048;
 
   BITNET_TARGET_AVX512BW static float h2f(const std::uint8_t* p) noexcept {
     std::uint16_t v;
@@ -146,7 +148,10 @@ struct avx512_kernels {
       for (; b + 2 <= nb; b += 2) {
         const std::uint8_t* w0 = row + B * b;
         const std::uint8_t* x0 = xa + B * b;
+        // 68 bytes per step: prefetching the lines of both w0 and w0 + 64 covers
+        // every line (one prefetch per step would skip one line in 16)
         _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch + 64), _MM_HINT_T0);
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0) * h2f(x0)), q8_block(w0, x0), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0 + B) * h2f(x0 + B)), q8_block(w0 + B, x0 + B), acc1);
       }
@@ -210,7 +215,7 @@ struct avx512_kernels {
       for (std::int64_t b = 0; b < nb; ++b) {
         const std::uint8_t* blk = row + B * b;
         for (int pf = 0; pf < 256; pf += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + pf), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchQ6K + pf), _MM_HINT_T0);
         const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
         s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
       }
