@@ -9,10 +9,12 @@
 //   address: kernels and dequantizers read them byte-wise (memcpy / unaligned
 //   loads) and never form a misaligned block pointer.
 // * Q8_0 (34 B / 32): x[j] = fp16(d) * qs[j].
-// * Q6_K (210 B / 256): two halves of 128; in half h, for l < 32 the codes of
-//   elements 128h+l, +32, +64, +96 are the low/high nibbles of ql[64h+l] and
-//   ql[64h+l+32] with 2 high bits each from qh[32h+l] (bits 0-1, 2-3, 4-5, 6-7);
-//   value = fp16(d) * scales[i/16] * (code - 32). scales[] is int8.
+// * Q6_K (210 B / 256): two halves of 128; in half h, for l < 32 the 4 low bits of
+//   the codes of elements 128h+l, 128h+l+32, 128h+l+64, 128h+l+96 are the low
+//   nibble of ql[64h+l], the low nibble of ql[64h+l+32], the high nibble of
+//   ql[64h+l] and the high nibble of ql[64h+l+32]; their 2 high bits are bits
+//   0-1, 2-3, 4-5 and 6-7 of qh[32h+l]. value = fp16(d) * scales[i/16] * (code - 32),
+//   scales[] int8.
 // * Q8_K (activation only, 292 B / 256): f32 d, int8 qs, int16 bsums[16] (sums of
 //   qs over 16-element groups).
 // * Activation quantization follows ggml's reference quantizers (ggml's x86 SIMD
@@ -31,7 +33,8 @@
 //   (dw*dx) * float(isum), accumulated in f32; SIMD paths sum in lanes, so the
 //   order (not the per-block integer) differs between arches.
 // * Activation q8 values must lie in [-127, 127] (the quantizers above guarantee
-//   it); weight q8 values may use -128.
+//   it; the x86 Q8_0 bodies form |w| * sign(w)*a, which needs -a to fit in int8);
+//   weight q8 values may use -128.
 // * Inputs to the quantizers should be finite; non-finite values are mapped to
 //   something harmless (never UB), not to a meaningful encoding.
 #pragma once
