@@ -433,7 +433,8 @@ using lut_gemm_grid = type_list<
     lut_gemm_config<arch::avx2, 2, 32, 2>, lut_gemm_config<arch::avx2, 3, 32, 2>, lut_gemm_config<arch::avx2, 3, 32, 4>,
     lutv_gemm_config<arch::avx2, 1, 16>, lutv_gemm_config<arch::avx2, 2, 16>, lutv_gemm_config<arch::avx2, 4, 16>,
     lutv_gemm_config<arch::avx2, 2, 32>, lut_gemm_config<arch::avx512bw, 3, 64, 2>,
-    lutv_gemm_config<arch::avx512bw, 2, 32>, lutv_gemm_config<arch::avx512bw, 2, 64>,
+    lutv_gemm_config<arch::avx512bw, 2, 32>, lutv_gemm_config<arch::avx512bw, 4, 32>,
+    lutv_gemm_config<arch::avx512bw, 2, 64>,
     lut_gemm_config<arch::neon64, 3, 16, 2>, lutv_gemm_config<arch::neon64, 2, 16>>;
 
 using lut_gemv_fn = void (*)(const lut_matrix&, const activations&, std::int64_t, float*, std::int64_t, std::int64_t);
