@@ -96,11 +96,11 @@ const std::vector<flag>& flags() {
   static const std::vector<flag> f = {
       {"-m, --model", "PATH", "BitNet GGUF model file (required)",
        [](options& o, std::string_view, const std::string& v) { o.model = v; }},
-      {"-f, --file", "PATH", "text file to score (UTF-8; tokenized with BOS unless --no-bos, special tokens not parsed)",
+      {"-f, --file", "PATH", "text file to score (UTF-8; tokenized with BOS unless --no-bos, special tokens not parsed) (default: none)",
        [](options& o, std::string_view, const std::string& v) { o.text_file = v; }},
       {"--ids", "FILE_OR_LIST",
        "score these token ids instead of a text: a list (\"1 403 407\", \"1,403,407\", \"[1, 403]\") or a file "
-       "holding one; used as given (no BOS added)",
+       "holding one; used as given (no BOS added) (default: none)",
        [](options& o, std::string_view, const std::string& v) { o.ids = v; }},
       {"-c, --ctx-size", "N",
        "window size in tokens, at most the model's context_length; 0 = context_length "
@@ -118,11 +118,11 @@ const std::vector<flag>& flags() {
        [](options& o, std::string_view n, const std::string& v) { o.threads = static_cast<int>(parse_int(n, v, 1, 1024)); }},
       {"--no-bos", "", "no BOS: neither in front of the text nor at the start of later windows (default: as the vocabulary says)",
        [](options& o, std::string_view, const std::string&) { o.no_bos = true; }},
-      {"--save-logits", "FILE", "write the float32 logits of every scored position to FILE (format: docs/perplexity.md)",
+      {"--save-logits", "FILE", "write the float32 logits of every scored position to FILE (format: docs/perplexity.md) (default: none)",
        [](options& o, std::string_view, const std::string& v) { o.save_logits = v; }},
       {"--kl-divergence", "FILE",
        "compare with logits saved by --save-logits: KL(base || this) mean and max, top-1 agreement, largest "
-       "logit difference; without -f / --ids the file's tokens are scored",
+       "logit difference; without -f / --ids the file's tokens are scored (default: none)",
        [](options& o, std::string_view, const std::string& v) { o.kl_file = v; }},
       {"--json", "", "print the results as one JSON object on stdout (default: text)",
        [](options& o, std::string_view, const std::string&) { o.json = true; }},
@@ -134,7 +134,7 @@ const std::vector<flag>& flags() {
            throw usage_error{std::string(n) + ": expected per-token or per-block, got '" + v + "'"};
          o.act = v;
        }},
-      {"-q, --quiet", "", "no progress or notes on stderr (errors still go there)",
+      {"-q, --quiet", "", "no progress or notes on stderr; errors still go there (default: off)",
        [](options& o, std::string_view, const std::string&) { o.quiet = true; }},
       {"-h, --help", "", "this text", [](options& o, std::string_view, const std::string&) { o.help = true; }},
   };
