@@ -69,8 +69,16 @@ inline constexpr std::int64_t kActPad = 256;  // every row is padded to a multip
 
 inline constexpr std::int64_t pad_to(std::int64_t k, std::int64_t m) noexcept { return (k + m - 1) / m * m; }
 
-// Round to nearest, ties to even (the default FP environment), as ggml's nearest_int.
-inline int rne(float v) noexcept { return static_cast<int>(std::nearbyint(v)); }
+// Round to nearest, ties to even, as ggml's nearest_int: adding 1.5 * 2^23 leaves
+// the rounded integer in the low mantissa bits (exact for |v| < 2^22; the
+// quantizers only pass |v| <= 128 + rounding). Plain arithmetic, so it
+// vectorizes and needs no SSE4.1 or call to nearbyint.
+inline int rne(float v) noexcept {
+  const float f = v + 12582912.0f;
+  std::int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return (i & 0x007FFFFF) - 0x00400000;
+}
 
 // Quantize one row, per token. Writes q[0..K), returns the scale, sets sum.
 inline float quantize_row_i8s(const float* x, std::int64_t K, std::int8_t* q, std::int32_t& sum) noexcept {

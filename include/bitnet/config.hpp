@@ -15,6 +15,22 @@
 
 #include "arch.hpp"
 
+// Kernel registries (dispatch.hpp, lut.hpp) list every instantiation of the grid;
+// a translation unit that calls them compiles all of it. Header-only use is the
+// default (the registries are inline). A host with many translation units can
+// define BITNET_EXTERN_KERNELS everywhere and compile src/kernel_registry.cpp
+// once: the registries are then only declared here and defined in that file.
+#if defined(BITNET_EXTERN_KERNELS) && !defined(BITNET_KERNELS_IMPLEMENTATION)
+#define BITNET_REGISTRY_EXTERN 1
+#else
+#define BITNET_REGISTRY_EXTERN 0
+#endif
+#if defined(BITNET_KERNELS_IMPLEMENTATION)
+#define BITNET_REGISTRY_LINKAGE
+#else
+#define BITNET_REGISTRY_LINKAGE inline
+#endif
+
 namespace bitnet {
 
 inline constexpr int kMaxUnroll = 8;

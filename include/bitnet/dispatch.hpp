@@ -112,8 +112,13 @@ template <class... C> std::vector<gemm_entry> make_gemm_entries(type_list<C...>)
 }  // namespace detail
 
 // Every variant compiled into this build (whether or not this CPU runs it).
-inline std::vector<gemv_entry> gemv_variants() { return detail::make_gemv_entries(gemv_grid{}); }
-inline std::vector<gemm_entry> gemm_variants() { return detail::make_gemm_entries(gemm_grid{}); }
+#if BITNET_REGISTRY_EXTERN
+std::vector<gemv_entry> gemv_variants();  // defined in src/kernel_registry.cpp (config.hpp)
+std::vector<gemm_entry> gemm_variants();
+#else
+BITNET_REGISTRY_LINKAGE std::vector<gemv_entry> gemv_variants() { return detail::make_gemv_entries(gemv_grid{}); }
+BITNET_REGISTRY_LINKAGE std::vector<gemm_entry> gemm_variants() { return detail::make_gemm_entries(gemm_grid{}); }
+#endif
 
 struct kernel_options {
   std::string arch;  // "" = best available

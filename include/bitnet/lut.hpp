@@ -480,7 +480,16 @@ template <class... C> std::vector<lut_gemm_entry> make_lut_gemm_entries(type_lis
 }  // namespace detail
 
 // Every LUT variant compiled into this build (whether or not this CPU runs it).
-inline std::vector<lut_gemv_entry> lut_gemv_variants() { return detail::make_lut_gemv_entries(lut_gemv_grid{}); }
-inline std::vector<lut_gemm_entry> lut_gemm_variants() { return detail::make_lut_gemm_entries(lut_gemm_grid{}); }
+#if BITNET_REGISTRY_EXTERN
+std::vector<lut_gemv_entry> lut_gemv_variants();  // defined in src/kernel_registry.cpp (config.hpp)
+std::vector<lut_gemm_entry> lut_gemm_variants();
+#else
+BITNET_REGISTRY_LINKAGE std::vector<lut_gemv_entry> lut_gemv_variants() {
+  return detail::make_lut_gemv_entries(lut_gemv_grid{});
+}
+BITNET_REGISTRY_LINKAGE std::vector<lut_gemm_entry> lut_gemm_variants() {
+  return detail::make_lut_gemm_entries(lut_gemm_grid{});
+}
+#endif
 
 }  // namespace bitnet

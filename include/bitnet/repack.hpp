@@ -92,6 +92,28 @@ inline constexpr std::array<std::uint8_t, 256> kPairReverse = [] {
   return t;
 }();
 
+// b128 chunk pair (c0 = weights 0..127, c1 = 128..255; byte i holds weights i + 32j
+// at bits 2j) -> one b256 chunk (byte b holds weights b + 64j at bits 2j):
+//   byte i      = {c0[i] pair 0, c0[i] pair 2, c1[i] pair 0, c1[i] pair 2}
+//   byte 32 + i = {c0[i] pair 1, c0[i] pair 3, c1[i] pair 1, c1[i] pair 3}
+inline void regroup_b128_to_b256(ternary_matrix& t) {
+  auto pick = [](unsigned v, int j) { return (v >> (2 * j)) & 3u; };
+  for (std::int64_t m = 0; m < t.M; ++m) {
+    std::uint8_t* row = t.mutable_row(m);
+    for (std::int64_t c = 0; c < t.Kp / 256; ++c) {
+      std::uint8_t* p = row + 64 * c;
+      std::uint8_t out[64];
+      for (int i = 0; i < 32; ++i) {
+        const unsigned a = p[i], b = p[32 + i];
+        out[i] = static_cast<std::uint8_t>(pick(a, 0) | pick(a, 2) << 2 | pick(b, 0) << 4 | pick(b, 2) << 6);
+        out[32 + i] = static_cast<std::uint8_t>(pick(a, 1) | pick(a, 3) << 2 | pick(b, 1) << 4 | pick(b, 3) << 6);
+      }
+      for (int i = 0; i < 64; ++i) p[i] = out[i];
+    }
+  }
+  t.block = 256;
+}
+
 inline void set_block_scales(ternary_matrix& t, const std::vector<float>& bs) {
   // Source block scales are in flat order over K*M/256 blocks, i.e. row-major with K/256 per row.
   t.block_scales = bs;
@@ -156,6 +178,13 @@ inline ternary_matrix repack(tensor_type type, std::span<const std::uint8_t> byt
     detail::finish_scales(tmp, bs);
     t.scale = tmp.scale;
     if (!tmp.block_scales.empty()) t.block_scales = std::move(tmp.block_scales);
+    return t;
+  }
+  if (block == 256 && (type == tensor_type::tq2_0 || (type == tensor_type::i2_s && K % 128 == 0))) {
+    // Build the b128 layout with the fast paths above, then regroup each pair of
+    // b128 chunks into one b256 chunk (a byte-wise bit shuffle, no decoding).
+    ternary_matrix t = repack(type, bytes, K, M, 128);
+    detail::regroup_b128_to_b256(t);
     return t;
   }
   return repack(unpack_ternary(type, bytes, K, M), block);
