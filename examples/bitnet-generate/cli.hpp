@@ -46,6 +46,7 @@ struct options {
   std::string kernel_arch, gemv, gemm;  // "" = BITNET_ARCH / BITNET_GEMV / BITNET_GEMM, else best
   std::string act = "per-token";
   std::string kv_type = "f32";
+  bool precise = false;
   bool list_kernels = false;
   bool help = false;
 };
@@ -157,6 +158,10 @@ inline const std::vector<flag>& flags() {
          if (v != "f32" && v != "f16") throw usage_error{std::string(n) + ": expected f32 or f16, got '" + v + "'"};
          o.kv_type = v;
        }},
+      {"--precise", "",
+       "verification mode: every non-integer quantity in double (int8 activations and exact int32 ternary sums "
+       "as the fast path; one token at a time, slow); per-token activations, no --chat (default: off)",
+       [](options& o, std::string_view, const std::string&) { o.precise = true; }},
       {"--list-kernels", "", "list the kernel variants of this build and CPU, then exit",
        [](options& o, std::string_view, const std::string&) { o.list_kernels = true; }},
       {"-h, --help", "", "this text",
@@ -235,6 +240,8 @@ inline options parse_args(int argc, const char* const* argv) {
   if (o.prompt_given && !o.prompt_file.empty()) throw usage_error{"-p and -f cannot be combined"};
   if (o.chat && o.json) throw usage_error{"--chat and --json cannot be combined"};
   if (!o.system.empty() && !o.chat) throw usage_error{"--system needs --chat"};
+  if (o.precise && o.chat) throw usage_error{"--precise and --chat cannot be combined"};
+  if (o.precise && o.act != "per-token") throw usage_error{"--precise needs --act per-token"};
   return o;
 }
 

@@ -32,6 +32,7 @@
 
 #include "cli.hpp"
 #include "model.hpp"
+#include "precise.hpp"
 #include "sampler.hpp"
 #include "thread_pool.hpp"
 #include "tokenizer.hpp"
@@ -125,11 +126,14 @@ struct runner {
   const tok::tokenizer& tk;
   br::sampler& smp;
   stats st;
+  br::precise_session* precise;  // --precise: evaluates instead of sess (no --chat)
+
+  std::span<const float> eval(std::span<const std::int32_t> ids) { return precise ? precise->eval(ids) : sess.eval(ids); }
 
   // Evaluates prompt-side tokens (timed as prefill); returns the last position's logits.
   std::span<const float> prefill(const std::vector<std::int32_t>& ids) {
     const auto t0 = clock_type::now();
-    const auto l = sess.eval(ids);
+    const auto l = eval(ids);
     st.prefill_ms += ms_since(t0);
     st.prefill_tokens += static_cast<std::int64_t>(ids.size());
     for (const auto id : ids) smp.accept(id);
@@ -158,11 +162,11 @@ struct runner {
         break;
       }
       if (limit >= 0 && i + 1 == limit) break;
-      if (sess.pos() >= sess.n_ctx()) {
+      if ((precise ? precise->pos() : sess.pos()) >= sess.n_ctx()) {
         why = stop_reason::context_full;
         break;
       }
-      logits = sess.eval(std::span<const std::int32_t>(&pending, 1));
+      logits = eval(std::span<const std::int32_t>(&pending, 1));
       ++st.decode_tokens;
       pending = -1;
     }
@@ -363,7 +367,7 @@ void print_json(const runner& r, const std::vector<std::int32_t>& prompt_ids, co
     << ",\"decode_tok_s\":" << json_num(per_s(s.decode_tokens, s.decode_ms)) << "}"
     << ",\"kernels\":{\"gemv\":" << json_string(r.m.kernels().gemv.name)
     << ",\"gemm\":" << json_string(r.m.kernels().gemm.name) << ",\"head\":" << json_string(r.m.head_kernel_name())
-    << ",\"activations\":" << json_string(r.opt.act) << "}"
+    << ",\"activations\":" << json_string(r.opt.act) << ",\"precise\":" << (r.precise ? "true" : "false") << "}"
     << ",\"threads\":" << threads << ",\"n_ctx\":" << r.sess.n_ctx() << ",\"kv_type\":\"" << br::kv_type_name(r.sess.kv()) << "\"" << ",\"seed\":" << seed << "}\n";
   out(j.str());
 }
@@ -452,7 +456,9 @@ int run(const br::options& o) {
   sp.seed = o.seed_given ? o.seed : (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   br::sampler smp(sp, m.cfg().n_vocab);
 
-  runner r{o, m, sess, tk, smp, {}};
+  std::optional<br::precise_session> precise;
+  if (o.precise) precise.emplace(m, pool, n_ctx);
+  runner r{o, m, sess, tk, smp, {}, precise ? &*precise : nullptr};
   r.st.load_ms = ms_since(t_load);
 
   if (o.chat) {

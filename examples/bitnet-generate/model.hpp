@@ -85,6 +85,9 @@ struct config {
   std::int64_t n_embd = 0, n_layer = 0, n_ff = 0, n_head = 0, n_head_kv = 0;
   std::int64_t head_dim = 0, n_rot = 0;
   float rope_base = 10000.0f, norm_eps = 0.0f;
+  // Epsilon of the final RMSNorm (output_norm): {arch}.output_norm.layer_norm_rms_epsilon if
+  // present (bitnet-convert writes it when the block norms and the final norm differ), else norm_eps.
+  float output_norm_eps = 0.0f;
 
   std::int64_t n_embd_kv() const noexcept { return head_dim * n_head_kv; }
   std::int64_t n_gqa() const noexcept { return n_head / n_head_kv; }
@@ -187,6 +190,12 @@ inline config read_config(const gguf::file& f) {
   c.norm_eps = static_cast<float>(f.get_float(eps_key));
   if (!std::isfinite(c.norm_eps) || c.norm_eps < 0.0f)
     file_error(f, key_offset(f, eps_key), "key '" + eps_key + "' must be a finite number >= 0");
+  c.output_norm_eps = c.norm_eps;
+  if (const std::string k = a + "output_norm.layer_norm_rms_epsilon"; f.has(k)) {
+    c.output_norm_eps = static_cast<float>(f.get_float(k));
+    if (!std::isfinite(c.output_norm_eps) || c.output_norm_eps < 0.0f)
+      file_error(f, key_offset(f, k), "key '" + k + "' must be a finite number >= 0");
+  }
   if (const std::string k = a + "rope.scaling.type"; f.has(k) && f.get_string(k) != "none")
     file_error(f, key_offset(f, k), "key '" + k + "': RoPE scaling is not supported (expected none)");
   if (const std::string k = a + "rope.scaling.factor"; f.has(k) && f.get_float(k) != 0.0 && f.get_float(k) != 1.0)
@@ -653,7 +662,9 @@ class session {
   void quantize(const float* x, std::int64_t T, std::int64_t K) { xq_.quantize(x, T, K, K, m_->activation_mode()); }
 
   void norm_rows(const float* x, const float* g, float* y, std::int64_t T, std::int64_t n) {
-    const float eps = m_->cfg().norm_eps;
+    norm_rows(x, g, y, T, n, m_->cfg().norm_eps);
+  }
+  void norm_rows(const float* x, const float* g, float* y, std::int64_t T, std::int64_t n, float eps) {
     pool_->parallel_for(T, 4, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t t = b; t < e; ++t) detail::rms_norm(x + t * n, g, y + t * n, n, eps);
     });
@@ -815,7 +826,7 @@ class session {
 
     if (hm == head_mode::none) return;
     const std::int64_t first = hm == head_mode::all ? 0 : T - 1, rows = T - first;
-    norm_rows(x_.data() + first * d, m.output_norm(), h_.data(), rows, d);
+    norm_rows(x_.data() + first * d, m.output_norm(), h_.data(), rows, d, c.output_norm_eps);
     head_x_.prepare_batch(E.type, h_.data(), rows, d, d);
     const dense_kernels& dk = m.head_kernels();
     const std::int64_t V = c.n_vocab;
