@@ -48,8 +48,8 @@ constexpr const char* kLlama2cHelp =
     "\n"
     "Reads a bitllama2.c ternary checkpoint (magic \"ak42\", version 1) and the SentencePiece\n"
     "ModelProto of its vocabulary, and writes a GGUF of architecture 'bitnet': four RMSNorms per\n"
-    "layer of weight 1, scale/in_features folded into every ternary tensor, wq/wk rows permuted\n"
-    "to NeoX RoPE order, token_embd = tok_embeddings (the tied head).\n"
+    "layer of weight 1, each matrix's scale/in_features kept exactly (--scales), wq/wk rows\n"
+    "permuted to NeoX RoPE order, token_embd = tok_embeddings (the tied head).\n"
     "\n"
     "options:\n"
     "  -o, --output PATH        output GGUF (required)\n"
@@ -57,7 +57,13 @@ constexpr const char* kLlama2cHelp =
     "  --order lsb|msb          2-bit code order inside each checkpoint byte (default lsb)\n"
     "  --head-type f32|f16|q8_0|q6_k\n"
     "                           type of token_embd.weight (default f32: the checkpoint's values)\n"
-    "  --eps X                  attention.layer_norm_rms_epsilon (default 1e-15, see docs/convert.md)\n"
+    "  --eps X                  attention.layer_norm_rms_epsilon, the four block norms (default 1e-15,\n"
+    "                           see docs/convert.md)\n"
+    "  --output-eps X           output_norm.layer_norm_rms_epsilon, the final norm (default 1e-5, the\n"
+    "                           reference's)\n"
+    "  --scales folded|tensor   where scale/in_features goes: folded into the ternary payload (TQ's f16\n"
+    "                           block d rounds it) or an exact F32 blk.N.<name>.scale tensor with payload\n"
+    "                           scale 1 (default: tensor for tq2_0/tq1_0, folded for i2_s)\n"
     "  --name NAME              general.name (default: the checkpoint's file name without extension)\n"
     "  -q, --quiet              no progress on stderr\n"
     "  -h, --help               this text\n";
@@ -204,6 +210,18 @@ int cmd_from_llama2c(args& a) {
       if (v.empty() || end != v.c_str() + v.size() || !(e > 0.0f) || !std::isfinite(e))
         throw usage_error{"--eps " + v + ": expected a finite positive number"};
       o.eps = e;
+    } else if (s == "--output-eps") {
+      const std::string v(a.value(s));
+      char* end = nullptr;
+      const float e = std::strtof(v.c_str(), &end);
+      if (v.empty() || end != v.c_str() + v.size() || !(e >= 0.0f) || !std::isfinite(e))
+        throw usage_error{"--output-eps " + v + ": expected a finite number >= 0"};
+      o.output_eps = e;
+    } else if (s == "--scales") {
+      const std::string_view v = a.value(s);
+      if (v == "folded") o.scales = cv::llama2c_scales::folded;
+      else if (v == "tensor") o.scales = cv::llama2c_scales::tensor;
+      else throw usage_error{"--scales " + std::string(v) + ": expected folded or tensor"};
     } else if (s == "--name") {
       o.name = a.value(s);
     } else if (s == "-q" || s == "--quiet") {

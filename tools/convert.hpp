@@ -905,6 +905,18 @@ inline gguf_stream::producer dense_producer(tensor_type t, std::int64_t rows, st
 // bitllama2.c -> GGUF (arch `bitnet`)
 
 inline constexpr float kLlama2cDefaultEps = 1e-15f;
+inline constexpr float kLlama2cOutputEps = 1e-5f;  // the reference's final RMSNorm
+
+// Where from-llama2c puts a matrix's folded scale (scale / in_features).
+enum class llama2c_scales {
+  automatic,  // tensor for TQ2_0 / TQ1_0, folded for I2_S
+  folded,     // in the ternary payload: I2_S's f32 tensor scale (exact), TQ's f16 block d (rounded)
+  tensor,     // payload scale 1.0 (exact in every type) and the f32 value in blk.N.<name>.scale [1]
+};
+
+inline bool llama2c_scale_tensors(llama2c_scales s, tensor_type type) noexcept {
+  return s == llama2c_scales::tensor || (s == llama2c_scales::automatic && type != tensor_type::i2_s);
+}
 
 struct llama2c_options {
   tensor_type type = tensor_type::i2_s;  // ternary output type
@@ -913,6 +925,9 @@ struct llama2c_options {
   // none, and the ffn_sub_norm input of this model has mean squares down to ~1e-9, so it
   // must be negligible against that; see docs/convert.md.
   float eps = kLlama2cDefaultEps;
+  // The final norm's epsilon, written as bitnet.output_norm.layer_norm_rms_epsilon.
+  float output_eps = kLlama2cOutputEps;
+  llama2c_scales scales = llama2c_scales::automatic;
   std::string name;                      // general.name
 };
 
@@ -947,6 +962,8 @@ inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& s
       o.head != tensor_type::q6_k)
     fail("--head-type " + std::string(type_name(o.head)) + ": expected f32, f16, q8_0 or q6_k");
   if (!(o.eps > 0.0f) || !std::isfinite(o.eps)) fail("--eps: expected a finite positive number");
+  if (!(o.output_eps >= 0.0f) || !std::isfinite(o.output_eps)) fail("--output-eps: expected a finite number >= 0");
+  const bool scale_tensors = llama2c_scale_tensors(o.scales, o.type);
   if (static_cast<std::int64_t>(sp.pieces.size()) != c.vocab_size)
     fail(tokenizer_name + ": " + std::to_string(sp.pieces.size()) + " pieces, but the checkpoint's vocab_size is " +
          std::to_string(c.vocab_size) + " (wrong tokenizer for this model?)");
@@ -963,8 +980,11 @@ inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& s
   w.set_string("general.architecture", a);
   w.set_string("general.name", o.name.empty() ? std::string("bitllama2c") : o.name);
   w.set_string("general.description",
-               "converted from a bitllama2.c ternary checkpoint by bitnet-convert: norms = 1, "
-               "scale/in_features folded into each ternary tensor, wq/wk rows in NeoX order");
+               scale_tensors ? "converted from a bitllama2.c ternary checkpoint by bitnet-convert: norms = 1, "
+                               "scale/in_features in each blk.N.<name>.scale (ternary payload scale 1), "
+                               "wq/wk rows in NeoX order"
+                             : "converted from a bitllama2.c ternary checkpoint by bitnet-convert: norms = 1, "
+                               "scale/in_features folded into each ternary tensor, wq/wk rows in NeoX order");
   w.set_u32("general.file_type", file_type_of(o.type));
   w.set_u32("general.quantization_version", 2);
   w.set_u32(a + ".vocab_size", static_cast<std::uint32_t>(c.vocab_size));
@@ -977,6 +997,7 @@ inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& s
   w.set_u32(a + ".rope.dimension_count", static_cast<std::uint32_t>(c.head_dim()));
   w.set_f32(a + ".rope.freq_base", 10000.0f);
   w.set_f32(a + ".attention.layer_norm_rms_epsilon", o.eps);
+  w.set_f32(a + ".output_norm.layer_norm_rms_epsilon", o.output_eps);
 
   std::vector<std::string> tokens;
   std::vector<float> scores;
@@ -1019,15 +1040,22 @@ inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& s
   const auto ternary = [&](std::size_t kind, std::int32_t l) {
     const auto [rows, cols] = llama2c_shape(c, kind);
     g.add(llama2c_gguf_name(kind, l), ty, {static_cast<std::uint64_t>(cols), static_cast<std::uint64_t>(rows)},
-          [&ck, kind, l, ty](const gguf_stream::sink& s) {
+          [&ck, kind, l, ty, scale_tensors](const gguf_stream::sink& s) {
             const auto& m = ck.mats[kind][static_cast<std::size_t>(l)];
             ternary_weights t;
             t.K = m.cols;
             t.M = m.rows;
             t.w = llama2c_gguf_weights(ck, kind, static_cast<std::size_t>(l));
-            t.scale = llama2c_folded_scale(m);
+            t.scale = scale_tensors ? 1.0f : llama2c_folded_scale(m);
             s(pack_ternary(ty, t));
           });
+    if (scale_tensors) {
+      std::vector<std::uint8_t> b(4);
+      const float v = llama2c_folded_scale(ck.mats[kind][static_cast<std::size_t>(l)]);
+      std::memcpy(b.data(), &v, 4);
+      g.add_bytes("blk." + std::to_string(l) + "." + kLlama2cKinds[kind].gguf + ".scale", tensor_type::f32, {1},
+                  std::move(b));
+    }
   };
   for (std::int32_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
