@@ -57,7 +57,7 @@ constexpr const char* kLlama2cHelp =
     "  --order lsb|msb          2-bit code order inside each checkpoint byte (default lsb)\n"
     "  --head-type f32|f16|q8_0|q6_k\n"
     "                           type of token_embd.weight (default f32: the checkpoint's values)\n"
-    "  --eps X                  attention.layer_norm_rms_epsilon, the four block norms (default 1e-15,\n"
+    "  --eps X                  attention.layer_norm_rms_epsilon, the four block norms (default 1e-30,\n"
     "                           see docs/convert.md)\n"
     "  --output-eps X           output_norm.layer_norm_rms_epsilon, the final norm (default 1e-5, the\n"
     "                           reference's)\n"

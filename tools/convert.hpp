@@ -904,7 +904,7 @@ inline gguf_stream::producer dense_producer(tensor_type t, std::int64_t rows, st
 // ---------------------------------------------------------------------------------------------
 // bitllama2.c -> GGUF (arch `bitnet`)
 
-inline constexpr float kLlama2cDefaultEps = 1e-15f;
+inline constexpr float kLlama2cDefaultEps = 1e-30f;
 inline constexpr float kLlama2cOutputEps = 1e-5f;  // the reference's final RMSNorm
 
 // Where from-llama2c puts a matrix's folded scale (scale / in_features).
@@ -921,9 +921,10 @@ inline bool llama2c_scale_tensors(llama2c_scales s, tensor_type type) noexcept {
 struct llama2c_options {
   tensor_type type = tensor_type::i2_s;  // ternary output type
   tensor_type head = tensor_type::f32;   // token_embd (tied head)
-  // One epsilon for every RMSNorm (llama.cpp has a single key). The reference's n() has
-  // none, and the ffn_sub_norm input of this model has mean squares down to ~1e-9, so it
-  // must be negligible against that; see docs/convert.md.
+  // Epsilon of the four block RMSNorms. The reference's n() has none; 1e-30 vanishes in float
+  // and in double against this model's smallest mean square (4.9e-10: 1e-30 is below half an
+  // ulp), so the results are those of eps = 0, while an all-zero row stays finite. 1e-15 was
+  // not negligible in double (int8 flips in --precise); see docs/convert.md.
   float eps = kLlama2cDefaultEps;
   // The final norm's epsilon, written as bitnet.output_norm.layer_norm_rms_epsilon.
   float output_eps = kLlama2cOutputEps;
