@@ -238,10 +238,19 @@ TEST(SentencePiece, AgreesWithLlama2cTokenizerBin) {
   std::size_t longest = 0;
   for (std::size_t i = 0; i < 512; ++i) {
     // llama2.c's exporter: BOS/EOS become "\n<s>\n" / "\n</s>\n", U+2581 becomes a space.
-    std::string want = sp.pieces[i].piece;
+    // Built append-only: GCC 12 at -O2 reports a false -Wrestrict inside std::string::replace here.
+    const std::string& piece = sp.pieces[i].piece;
+    std::string want;
+    for (std::size_t p = 0; p < piece.size();) {
+      if (piece.compare(p, 3, "\xE2\x96\x81") == 0) {
+        want += ' ';
+        p += 3;
+      } else {
+        want += piece[p++];
+      }
+    }
     if (static_cast<std::int32_t>(i) == sp.bos_id) want = "\n<s>\n";
     if (static_cast<std::int32_t>(i) == sp.eos_id) want = "\n</s>\n";
-    for (std::size_t p; (p = want.find("\xE2\x96\x81")) != std::string::npos;) want.replace(p, 3, " ");
     EXPECT_EQ(bin.tokens[i], want) << "piece " << i;
     EXPECT_EQ(bin.scores[i], sp.pieces[i].score) << "piece " << i;
     longest = std::max(longest, bin.tokens[i].size());
