@@ -163,15 +163,36 @@ inline std::uint64_t tq1_nbytes(std::int64_t K, std::int64_t M) {
   return static_cast<std::uint64_t>(K / kQK) * static_cast<std::uint64_t>(M) * 54;
 }
 
+namespace detail {
+// Shared checks of the TQ packers; returns the number of 256-blocks.
+inline std::uint64_t tq_pack_blocks(const char* fmt, std::span<const std::int8_t> w, std::int64_t K, std::int64_t M,
+                                    std::span<const float> block_scales) {
+  check_ternary(w, K, M, fmt);
+  check_tq_shape(fmt, K, M);
+  const std::uint64_t nb = static_cast<std::uint64_t>(K * M / kQK);
+  if (!block_scales.empty() && block_scales.size() != nb)
+    throw std::invalid_argument(std::string(fmt) + ": expected " + std::to_string(nb) + " block scales");
+  return nb;
+}
+// Shared checks of the TQ unpackers: sizes `t` and the block-scale vector `bs`.
+inline std::uint64_t tq_unpack_blocks(const char* fmt, std::span<const std::uint8_t> bytes, std::uint64_t want,
+                                      std::int64_t K, std::int64_t M, ternary_weights& t, std::vector<float>& bs) {
+  check_tq_shape(fmt, K, M);
+  check_bytes(bytes, want, fmt);
+  t.K = K;
+  t.M = M;
+  const std::uint64_t nb = static_cast<std::uint64_t>(K * M / kQK);
+  t.w.resize(nb * kQK);
+  bs.resize(nb);
+  return nb;
+}
+}  // namespace detail
+
 // Packs ternary weights with one scale; `block_scales` (optional, one per block in
 // row-major block order) overrides it per block.
 inline std::vector<std::uint8_t> pack_tq2(std::span<const std::int8_t> w, std::int64_t K, std::int64_t M,
                                           float scale, std::span<const float> block_scales = {}) {
-  detail::check_ternary(w, K, M, "TQ2_0");
-  check_tq_shape("TQ2_0", K, M);
-  const std::uint64_t nb = static_cast<std::uint64_t>(K * M / kQK);
-  if (!block_scales.empty() && block_scales.size() != nb)
-    throw std::invalid_argument("TQ2_0: expected " + std::to_string(nb) + " block scales");
+  const std::uint64_t nb = detail::tq_pack_blocks("TQ2_0", w, K, M, block_scales);
   std::vector<std::uint8_t> out(nb * 66, 0);
   for (std::uint64_t b = 0; b < nb; ++b) {
     std::uint8_t* blk = out.data() + 66 * b;
@@ -187,14 +208,9 @@ inline std::vector<std::uint8_t> pack_tq2(std::span<const std::int8_t> w, std::i
 }
 
 inline ternary_weights unpack_tq2(std::span<const std::uint8_t> bytes, std::int64_t K, std::int64_t M) {
-  check_tq_shape("TQ2_0", K, M);
-  detail::check_bytes(bytes, tq2_nbytes(K, M), "TQ2_0");
   ternary_weights t;
-  t.K = K;
-  t.M = M;
-  const std::uint64_t nb = static_cast<std::uint64_t>(K * M / kQK);
-  t.w.resize(nb * kQK);
-  std::vector<float> bs(nb);
+  std::vector<float> bs;
+  const std::uint64_t nb = detail::tq_unpack_blocks("TQ2_0", bytes, tq2_nbytes(K, M), K, M, t, bs);
   for (std::uint64_t b = 0; b < nb; ++b) {
     const std::uint8_t* blk = bytes.data() + 66 * b;
     bs[b] = fp16_to_f32(detail::load_u16(blk + 64));
@@ -225,11 +241,7 @@ inline int tq1_trit(std::uint8_t byte, int n) noexcept {
 
 inline std::vector<std::uint8_t> pack_tq1(std::span<const std::int8_t> w, std::int64_t K, std::int64_t M,
                                           float scale, std::span<const float> block_scales = {}) {
-  detail::check_ternary(w, K, M, "TQ1_0");
-  check_tq_shape("TQ1_0", K, M);
-  const std::uint64_t nb = static_cast<std::uint64_t>(K * M / kQK);
-  if (!block_scales.empty() && block_scales.size() != nb)
-    throw std::invalid_argument("TQ1_0: expected " + std::to_string(nb) + " block scales");
+  const std::uint64_t nb = detail::tq_pack_blocks("TQ1_0", w, K, M, block_scales);
   std::vector<std::uint8_t> out(nb * 54, 0);
   for (std::uint64_t b = 0; b < nb; ++b) {
     std::uint8_t* blk = out.data() + 54 * b;
@@ -244,14 +256,9 @@ inline std::vector<std::uint8_t> pack_tq1(std::span<const std::int8_t> w, std::i
 }
 
 inline ternary_weights unpack_tq1(std::span<const std::uint8_t> bytes, std::int64_t K, std::int64_t M) {
-  check_tq_shape("TQ1_0", K, M);
-  detail::check_bytes(bytes, tq1_nbytes(K, M), "TQ1_0");
   ternary_weights t;
-  t.K = K;
-  t.M = M;
-  const std::uint64_t nb = static_cast<std::uint64_t>(K * M / kQK);
-  t.w.resize(nb * kQK);
-  std::vector<float> bs(nb);
+  std::vector<float> bs;
+  const std::uint64_t nb = detail::tq_unpack_blocks("TQ1_0", bytes, tq1_nbytes(K, M), K, M, t, bs);
   for (std::uint64_t b = 0; b < nb; ++b) {
     const std::uint8_t* blk = bytes.data() + 54 * b;
     std::int8_t* dst = t.w.data() + b * kQK;
