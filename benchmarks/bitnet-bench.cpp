@@ -20,6 +20,7 @@
 #include <chrono>     // timing
 #include <cstdint>    // fixed-width integers
 #include <cstdio>     // output
+#include <cstdlib>    // std::getenv
 #include <exception>  // top-level handler
 #include <filesystem> // the synth cache
 #include <fstream>    // /proc/self/statm
@@ -56,6 +57,8 @@ constexpr const char* kHelp =
     "  -r, --repetitions N   timed repetitions per test, after one warm-up (default 3)\n"
     "  -b, --batch N         prefill chunk (session n_batch; default 128)\n"
     "  --kv-type f32|f16     KV cache element type (default f32)\n"
+    "  --tuning FILE         a bitnet-tune file: LUT kernels where it picks them (default\n"
+    "                        $BITNET_TUNING, else none); BITNET_ARCH/GEMV/GEMM apply as usual\n"
     "  --json                one JSON object on stdout instead of the table\n"
     "  -h, --help            this text\n"
     "LIST is comma-separated, e.g. -t 1,2 -p 128,512.\n";
@@ -110,6 +113,7 @@ struct options {
   std::vector<std::string> types{"i2_s"}, heads{"q6_k"};
   std::vector<int> pp{128}, tg{128}, threads{1, 2};
   int reps = 3, n_batch = 128;
+  std::string tuning;  // --tuning / BITNET_TUNING
   bool json = false, kv_f16 = false;
 };
 
@@ -202,7 +206,19 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
     const int nt = o.threads[ti];
     br::thread_pool pool(nt);
     std::fprintf(stderr, "bitnet-bench: loading %s (%d thread%s)\n", path.c_str(), nt, nt == 1 ? "" : "s");
-    const br::model m = br::model::load(path, br::load_options{}, pool);
+    br::load_options lo;
+    lo.kernels = bitnet::kernel_options::from_env();
+    lo.tuning = o.tuning;
+    lo.tuning_batch = o.n_batch;
+    const auto tl = std::chrono::steady_clock::now();
+    const br::model m = br::model::load(path, lo, pool);
+    if (!m.tuning_warning().empty()) std::fprintf(stderr, "bitnet-bench: warning: %s\n", m.tuning_warning().c_str());
+    std::fprintf(stderr, "bitnet-bench: loaded in %.1f s; gemv %s, gemm %s", seconds_since(tl),
+                 m.kernels().gemv.name.c_str(), m.kernels().gemm.name.c_str());
+    if (m.lut_tensors() > 0)
+      std::fprintf(stderr, "; tuning file: %zu LUT copies (%.0f MiB)", m.lut_tensors(),
+                   static_cast<double>(m.lut_bytes()) / (1 << 20));
+    std::fprintf(stderr, "\n");
     const br::config& c = m.cfg();
     int max_pos = 1;
     for (int p : o.pp) max_pos = std::max(max_pos, p);
@@ -210,10 +226,11 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
     br::session s(m, pool, max_pos, o.n_batch, o.kv_f16 ? br::kv_type::f16 : br::kv_type::f32);
     const auto& E = m.token_embd();
     const double head_bytes = static_cast<double>(E.row_bytes) * static_cast<double>(E.rows);
-    const double weights = static_cast<double>(m.repacked_bytes()) + head_bytes;
+    const double weights = static_cast<double>(m.decode_weight_bytes()) + head_bytes;
     const double file_gib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 30);
     std::string head_name(bitnet::type_name(E.type));
     std::string name = std::filesystem::path(path).stem().string();
+    if (m.lut_tensors() > 0) name += " +tuned";
 
     auto tokens = [&](int n) {
       std::vector<std::int32_t> t(static_cast<std::size_t>(n));
@@ -264,7 +281,7 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
           w.frac = w.tps.median / w.roofline_tps;
         } else {
           const double chunks = (n + o.n_batch - 1) / o.n_batch;
-          const double bytes = chunks * static_cast<double>(m.repacked_bytes()) + head_bytes +
+          const double bytes = chunks * static_cast<double>(m.repacked_bytes() + m.lut_bytes()) + head_bytes +
                                kv_bytes_read(c, n / 2.0, o.kv_f16) * n;
           w.bytes_per_token = bytes / n;
           w.gbps = w.tps.median * w.bytes_per_token / 1e9;
@@ -313,6 +330,8 @@ int run(int argc, char** argv) {
       const std::string v = val();
       if (v != "f32" && v != "f16") throw usage_error{"--kv-type: '" + v + "', expected f32 or f16"};
       o.kv_f16 = v == "f16";
+    } else if (a == "--tuning") {
+      o.tuning = val();
     } else if (a == "--json") {
       o.json = true;
     } else {
@@ -320,6 +339,8 @@ int run(int argc, char** argv) {
     }
   }
   (void)have_p;
+  if (o.tuning.empty())
+    if (const char* t = std::getenv("BITNET_TUNING")) o.tuning = t;
   if (o.models.empty() == o.synth.empty()) throw usage_error{"give exactly one of -m MODEL and --synth SHAPE"};
   if (!o.synth.empty())
     for (const auto& t : o.types)

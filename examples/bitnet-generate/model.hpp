@@ -4,7 +4,8 @@
 //   config   read_config(file): the {arch}.* hyperparameters (spec bitnet-models.md section 2),
 //            validated; errors name the file, the key (and its offset) and what was expected.
 //   weights  model::load(file, options, pool): every ternary projection repacked once into the
-//            kernels' layout (ks.block()); norm gains and biases are F32 views into the mapping;
+//            kernels' layout (ks.block()), after which the tensors' file pages are released
+//            (madvise), so they are not resident twice; norm gains and biases are F32 views into the mapping;
 //            token_embd stays in the mapping (zero copy) and serves as embedding table and as
 //            the tied output head (output.weight, if present, is ignored, as bitnet.cpp does).
 //   blocks   the per-layer weights (block_weights).
@@ -50,6 +51,7 @@
 #include <cstdint>      // fixed-width integers
 #include <cstring>      // std::memcpy
 #include <initializer_list>  // matmul job lists
+#include <memory>       // LUT copies picked by a tuning file
 #include <limits>       // infinity
 #include <optional>     // offsets in errors
 #include <span>         // views
@@ -62,9 +64,14 @@
 #include <bitnet/bitnet.hpp>  // ternary kernels, repack, activations
 #include <bitnet/dense.hpp>   // embedding / head GEMV
 #include <bitnet/gguf.hpp>    // the model file
+#include <bitnet/tuning.hpp>  // per-shape kernel picks (LUT GEMV / GEMM) from a tuning file
 
 #if BITNET_X86
 #include <immintrin.h>  // AVX2 / F16C attention loops
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>  // madvise: drop the file pages of repacked tensors
+#include <unistd.h>    // sysconf(_SC_PAGESIZE)
 #endif
 
 #include "thread_pool.hpp"
@@ -215,6 +222,11 @@ struct linear {
   const float* bias = nullptr;  // [M] or null
   float scale = 1.0f;           // `bitnet` arch: optional blk.N.*.scale
   bool has_scale = false;
+  // Set when a tuning file picks a LUT kernel for this shape (bit-identical results):
+  // lut_gemv for decode, lut_gemm for prefill batches, each with its own layout copy.
+  std::shared_ptr<const lut_matrix> lut_v, lut_m;
+  lut_gemv_fn lut_gemv = nullptr;
+  lut_gemm_fn lut_gemm = nullptr;
 };
 
 // ================================================================ blocks
@@ -241,6 +253,8 @@ struct dense_view {
 struct load_options {
   kernel_options kernels;                    // arch / gemv / gemm overrides ("" = best)
   act_quant activations = act_quant::per_token;
+  std::string tuning;                        // tuning file (tuning.hpp, bitnet-tune); "" = none
+  std::int64_t tuning_batch = 128;           // the batch whose GEMM pick serves prefill
 };
 
 class model {
@@ -253,6 +267,13 @@ class model {
     const cpu_features cpu = cpu_features::detect();
     m.ks_ = select_kernels(cpu, opt.kernels);
     m.dk_ = select_dense_kernels(cpu, opt.kernels.arch);
+    if (!opt.tuning.empty()) {
+      auto tk = select_tuned_kernels(cpu, opt.kernels, opt.tuning);
+      m.tuning_ = std::move(tk.table);
+      m.tuning_warning_ = std::move(tk.warning);
+      m.tuning_features_ = tk.features;
+    }
+    m.tuning_batch_ = opt.tuning_batch;
     m.load_weights(pool);
     return m;
   }
@@ -274,6 +295,18 @@ class model {
   // "I2_S", "TQ2_0", "TQ1_0" or e.g. "I2_S+TQ2_0" for a mixed file.
   const std::string& ternary_types() const noexcept { return ternary_types_; }
   std::size_t repacked_bytes() const noexcept { return repacked_bytes_; }
+  // Why a tuning file was ignored ("" if none was given or it loaded), and the LUT copies made.
+  const std::string& tuning_warning() const noexcept { return tuning_warning_; }
+  std::size_t lut_bytes() const noexcept { return lut_bytes_; }
+  std::size_t lut_tensors() const noexcept { return lut_tensors_; }
+  // Ternary weight bytes one decoded token reads (the layout each projection's GEMV uses).
+  std::size_t decode_weight_bytes() const noexcept {
+    std::size_t n = 0;
+    for (const auto& b : blocks_)
+      for (const linear* L : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down})
+        n += L->lut_gemv ? L->lut_v->packed_bytes() : L->w.packed_bytes();
+    return n;
+  }
 
  private:
   explicit model(gguf::file f) : file_(std::move(f)) {}
@@ -409,6 +442,71 @@ class model {
     for (std::size_t j = 0; j < plan.size(); ++j)
       if (!errors[j].empty()) fail_tensor(plan[j].t, plan[j].t->name, errors[j]);
     for (const auto& pr : plan) repacked_bytes_ += pr.dst->w.packed_bytes();
+    release_file_pages(plan);
+    if (!tuning_.entries.empty() && act_ == act_quant::per_token) add_tuned_luts(plan, pool);
+  }
+
+  // For shapes whose tuned GEMV (batch 1) or GEMM (batch tuning_batch_) is a LUT kernel, a LUT
+  // copy of the weights next to the t2 one. Matrices a LUT kernel cannot take (per-block
+  // scales) keep the t2 kernels, as tuned_matrix does.
+  void add_tuned_luts(const std::vector<pending_repack>& plan, thread_pool& pool) {
+    pool.run([&](int i, int nt) {
+      for (std::size_t j = static_cast<std::size_t>(i); j < plan.size(); j += static_cast<std::size_t>(nt)) {
+        linear& L = *plan[j].dst;
+        if (L.w.per_block_scales()) continue;
+        const auto pick = [&](const char* op, std::int64_t batch) -> std::optional<named_kernel> {
+          const tuning_entry* e = tuning_.pick(op, L.w.M, L.w.K, batch);
+          if (!e) return std::nullopt;
+          auto k = find_kernel(e->kernel, tuning_features_);
+          if (!k || !k->lut) return std::nullopt;
+          return k;
+        };
+        const auto v = pick("gemv", 1), g = pick("gemm", tuning_batch_);
+        if (v && v->lut_gemv) {
+          L.lut_v = std::make_shared<const lut_matrix>(repack_lut(L.w, v->layout));
+          L.lut_gemv = v->lut_gemv;
+        }
+        if (g && g->lut_gemm) {
+          L.lut_m = L.lut_v && L.lut_v->layout == g->layout ? L.lut_v
+                                                           : std::make_shared<const lut_matrix>(repack_lut(L.w, g->layout));
+          L.lut_gemm = g->lut_gemm;
+        }
+        if (L.lut_gemv && L.lut_gemm) {  // the t2 codes are never read again: keep the shape only
+          ternary_matrix shape;
+          shape.K = L.w.K;
+          shape.M = L.w.M;
+          shape.Kp = L.w.Kp;
+          shape.block = L.w.block;
+          shape.scale = L.w.scale;
+          L.w = std::move(shape);
+        }
+      }
+    });
+    repacked_bytes_ = 0;
+    for (const auto& pr : plan) {
+      const linear& L = *pr.dst;
+      repacked_bytes_ += L.w.packed_bytes();
+      if (L.lut_v) lut_bytes_ += L.lut_v->packed_bytes(), ++lut_tensors_;
+      if (L.lut_m && L.lut_m != L.lut_v) lut_bytes_ += L.lut_m->packed_bytes(), ++lut_tensors_;
+    }
+  }
+
+  // The repacked copies are all that is read from now on: drop this process's pages of the
+  // ternary tensors in the (read-only, private) file mapping, so resident memory is the
+  // repacked weights plus the dense tensors, not the file on top of them. Only whole pages
+  // inside a tensor are advised; a later read would fault them in again from the file.
+  void release_file_pages([[maybe_unused]] const std::vector<pending_repack>& plan) const noexcept {
+#if defined(__unix__) || defined(__APPLE__)
+    if (!file_.memory_mapped()) return;
+    const long ps = ::sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    const auto page = static_cast<std::uintptr_t>(ps);
+    for (const auto& pr : plan) {
+      const auto b = reinterpret_cast<std::uintptr_t>(pr.t->data), e = b + pr.t->bytes().size();
+      const std::uintptr_t pb = (b + page - 1) / page * page, pe = e / page * page;
+      if (pb < pe) ::madvise(reinterpret_cast<void*>(pb), pe - pb, MADV_DONTNEED);
+    }
+#endif
   }
 
   gguf::file file_;
@@ -423,6 +521,11 @@ class model {
   bool has_output_weight_ = false;
   std::string ternary_types_;
   std::size_t repacked_bytes_ = 0;
+  tuning_table tuning_;
+  std::string tuning_warning_;
+  cpu_features tuning_features_;
+  std::int64_t tuning_batch_ = 128;
+  std::size_t lut_bytes_ = 0, lut_tensors_ = 0;
   std::vector<std::vector<float>> owned_;  // F32 tensors that were not 4-byte aligned in the file
 };
 
@@ -642,7 +745,12 @@ class session {
         off += M;
         if (r0 >= r1) continue;
         if (T == 1) {
-          ks.gemv.fn(j.L->w, xq_, 0, j.y, r0, r1);
+          if (j.L->lut_gemv)
+            j.L->lut_gemv(*j.L->lut_v, xq_, 0, j.y, r0, r1);
+          else
+            ks.gemv.fn(j.L->w, xq_, 0, j.y, r0, r1);
+        } else if (j.L->lut_gemm) {
+          j.L->lut_gemm(*j.L->lut_m, xq_, j.y, j.ldy, r0, r1);
         } else {
           ks.gemm.fn(j.L->w, xq_, j.y, j.ldy, r0, r1);
         }
