@@ -15,6 +15,7 @@
 #include <cmath>      // std::isfinite
 #include <cstdint>    // fixed-width integers
 #include <cstdio>     // stdio streams
+#include <cstdlib>    // std::getenv (BITNET_TUNING)
 #include <exception>  // top-level handler
 #include <fstream>    // -f
 #include <iostream>   // std::getline for chat turns
@@ -438,7 +439,10 @@ int run(const br::options& o) {
   if (!o.gemv.empty()) lo.kernels.gemv = o.gemv;
   if (!o.gemm.empty()) lo.kernels.gemm = o.gemm;
   lo.activations = o.act == "per-block" ? bitnet::act_quant::per_block : bitnet::act_quant::per_token;
+  if (const char* t = std::getenv("BITNET_TUNING")) lo.tuning = t;  // bitnet-tune file: LUT kernels per shape
+  lo.tuning_batch = o.n_batch;
   const br::model m = br::model::load(std::move(file), lo, pool);
+  if (!m.tuning_warning().empty()) std::fprintf(stderr, "bitnet-generate: warning: %s\n", m.tuning_warning().c_str());
   if (static_cast<std::int64_t>(tk.n_vocab()) != m.cfg().n_vocab)
     fail(o.model + ": the vocabulary has " + std::to_string(tk.n_vocab()) + " tokens but token_embd.weight has " +
          std::to_string(m.cfg().n_vocab) + " rows");
