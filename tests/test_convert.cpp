@@ -378,12 +378,14 @@ TEST(Rope, InterleavedEqualsNeoxAfterPermutation) {
 
 // ---------------------------------------------------------------- the converted real model
 
-bitnet::gguf::file convert_real(tensor_type type, tensor_type head = tensor_type::f32) {
+bitnet::gguf::file convert_real(tensor_type type, tensor_type head = tensor_type::f32,
+                                cv::llama2c_scales scales = cv::llama2c_scales::automatic) {
   static const auto ck = cv::read_llama2c_file(kCkpt.string());
   static const auto sp = cv::read_sentencepiece_file(kTokModel.string());
   cv::llama2c_options o;
   o.type = type;
   o.head = head;
+  o.scales = scales;
   o.name = "bitllama-3M-ternary";
   return bitnet::gguf::file::from_memory(cv::build_llama2c(ck, sp, o).to_bytes(), "converted");
 }
@@ -398,10 +400,25 @@ TEST(FromLlama2c, MetadataAndTensors) {
   REQUIRE_DATA();
   const auto ck = cv::read_llama2c_file(kCkpt.string());
   const auto raw = cv::read_file(kCkpt.string());
-  for (const tensor_type type : {tensor_type::i2_s, tensor_type::tq2_0, tensor_type::tq1_0}) {
-    SCOPED_TRACE(std::string(bitnet::type_name(type)));
-    const auto f = convert_real(type);
+  struct variant {
+    tensor_type type;
+    cv::llama2c_scales scales;
+  };
+  for (const variant vt : {variant{tensor_type::i2_s, cv::llama2c_scales::automatic},
+                           variant{tensor_type::tq2_0, cv::llama2c_scales::automatic},
+                           variant{tensor_type::tq1_0, cv::llama2c_scales::automatic},
+                           variant{tensor_type::i2_s, cv::llama2c_scales::tensor},
+                           variant{tensor_type::tq2_0, cv::llama2c_scales::folded}}) {
+    const tensor_type type = vt.type;
+    // Default: exact f32 .scale tensors for TQ (its f16 d would round them), folded for I2_S.
+    const bool scale_tensors = cv::llama2c_scale_tensors(vt.scales, type);
+    EXPECT_EQ(scale_tensors, vt.scales == cv::llama2c_scales::tensor ||
+                                 (vt.scales == cv::llama2c_scales::automatic && type != tensor_type::i2_s));
+    SCOPED_TRACE(std::string(bitnet::type_name(type)) + (scale_tensors ? " with .scale tensors" : " folded"));
+    const auto f = convert_real(type, tensor_type::f32, vt.scales);
     EXPECT_EQ(f.get_string("general.architecture"), "bitnet");
+    EXPECT_EQ(f.get_float("bitnet.attention.layer_norm_rms_epsilon"), static_cast<double>(1e-30f));
+    EXPECT_EQ(f.get_float("bitnet.output_norm.layer_norm_rms_epsilon"), static_cast<double>(1e-5f));
     EXPECT_EQ(f.get_uint("bitnet.context_length"), 512u);
     EXPECT_EQ(f.get_uint("bitnet.embedding_length"), 256u);
     EXPECT_EQ(f.get_uint("bitnet.block_count"), 8u);
@@ -426,7 +443,7 @@ TEST(FromLlama2c, MetadataAndTensors) {
     EXPECT_EQ(types[258], 6);
     EXPECT_EQ(types[259], 1);
     EXPECT_EQ(f.get_uint("general.file_type"), cv::file_type_of(type));
-    EXPECT_EQ(f.tensors().size(), 2u + 8u * 11u);
+    EXPECT_EQ(f.tensors().size(), 2u + 8u * (scale_tensors ? 18u : 11u));
 
     // token_embd and output_norm are the checkpoint's bytes.
     const std::size_t emb_off = 256 + 4 * 256;
@@ -445,7 +462,8 @@ TEST(FromLlama2c, MetadataAndTensors) {
       }
 
     // Every ternary tensor: values = the checkpoint's (wq/wk rows in NeoX order), scale =
-    // scale / 256 (in_features is 256 everywhere: exact in f32), f16-rounded for TQ.
+    // scale / 256 (in_features is 256 everywhere: exact in f32): folded, f16-rounded for TQ,
+    // or 1 in the payload and exact in blk.N.<name>.scale.
     const auto order = cv::neox_row_order(256, 32);
     const auto order_kv = cv::neox_row_order(128, 32);
     for (std::size_t k = 0; k < 7; ++k)
@@ -457,7 +475,18 @@ TEST(FromLlama2c, MetadataAndTensors) {
         ASSERT_EQ(t.ne[1], static_cast<std::uint64_t>(m.rows));
         const auto w = bitnet::unpack_ternary(type, t.bytes(), m.cols, m.rows);
         const float want = m.scale / 256.0f;
-        EXPECT_EQ(w.scale, type == tensor_type::i2_s ? want : bitnet::fp16_to_f32(bitnet::f32_to_fp16(want))) << t.name;
+        const std::string sname = "blk." + std::to_string(l) + "." + cv::kLlama2cKinds[k].gguf + ".scale";
+        if (scale_tensors) {
+          EXPECT_EQ(w.scale, 1.0f) << t.name;
+          const auto* st = f.find_tensor(sname);
+          ASSERT_NE(st, nullptr) << sname;
+          EXPECT_EQ(st->type, tensor_type::f32);
+          EXPECT_EQ(st->n_elements(), 1u);
+          EXPECT_EQ(f32_at(st->data), want) << sname;
+        } else {
+          EXPECT_EQ(w.scale, type == tensor_type::i2_s ? want : bitnet::fp16_to_f32(bitnet::f32_to_fp16(want))) << t.name;
+          EXPECT_EQ(f.find_tensor(sname), nullptr) << sname;
+        }
         EXPECT_TRUE(w.block_scales.empty()) << t.name;
         for (std::int64_t r = 0; r < m.rows; ++r) {
           const std::int64_t src = k == 0 ? order[r] : k == 1 ? order_kv[r] : r;
@@ -533,6 +562,43 @@ std::vector<std::uint8_t> convert_bytes(const std::vector<std::uint8_t>& in, std
   o.type = type;
   o.head = head;
   return cv::build_converted(f, o, notes).to_bytes();
+}
+
+// from-llama2c's TQ default (payload d = 1, exact f32 blk.N.<name>.scale) through `convert`:
+// the payload scale 1 is exact in every type and the .scale tensors are copied unchanged, so
+// every file holds the same model (I2_S with payload scale 1 and the .scale tensors).
+TEST(Convert, ScaleTensorsStayConsistentAcrossTypes) {
+  REQUIRE_DATA();
+  const auto ck = cv::read_llama2c_file(kCkpt.string());
+  const auto sp = cv::read_sentencepiece_file(kTokModel.string());
+  cv::llama2c_options lo;
+  lo.type = tensor_type::tq2_0;
+  const auto tq2 = cv::build_llama2c(ck, sp, lo).to_bytes();
+  const auto in = bitnet::gguf::file::from_memory(tq2, "tq2");
+  for (const tensor_type to : {tensor_type::i2_s, tensor_type::tq1_0}) {
+    cv::convert_notes notes;
+    const auto out_bytes = convert_bytes(tq2, to, std::nullopt, &notes);
+    EXPECT_TRUE(notes.warnings.empty()) << "payload scale 1 is exact in every type";
+    const auto out = bitnet::gguf::file::from_memory(out_bytes, "out");
+    std::size_t scales = 0;
+    for (const auto& t : in.tensors()) {
+      const auto* o = out.find_tensor(t.name);
+      ASSERT_NE(o, nullptr) << t.name;
+      if (t.name.size() > 6 && t.name.compare(t.name.size() - 6, 6, ".scale") == 0) {
+        ++scales;
+        ASSERT_EQ(o->type, tensor_type::f32);
+        EXPECT_TRUE(std::equal(t.data, t.data + t.nbytes, o->data)) << t.name;
+      } else if (cv::is_ternary_file_type(t.type)) {
+        ASSERT_EQ(o->type, to);
+        const auto K = static_cast<std::int64_t>(t.ne[0]), M = static_cast<std::int64_t>(t.ne[1]);
+        const auto a = bitnet::unpack_ternary(t.type, t.bytes(), K, M), b = bitnet::unpack_ternary(to, o->bytes(), K, M);
+        EXPECT_EQ(a.scale, 1.0f) << t.name;
+        EXPECT_EQ(b.scale, 1.0f) << t.name;
+        EXPECT_EQ(a.w, b.w) << t.name;
+      }
+    }
+    EXPECT_EQ(scales, 56u);
+  }
 }
 
 TEST(Convert, LosslessRoundTripWithF16ExactScales) {
