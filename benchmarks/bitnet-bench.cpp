@@ -16,6 +16,8 @@
 // next to this binary (synth-cache/), so later runs only mmap them.
 // Table (or --json) on stdout; progress on stderr.
 
+#include <sys/resource.h>  // getrusage: CPU time per test (how much of the cores the run got)
+
 #include <algorithm>  // std::sort, std::max
 #include <chrono>     // timing
 #include <cstdint>    // fixed-width integers
@@ -117,6 +119,13 @@ struct options {
   bool json = false, kv_f16 = false;
 };
 
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -158,6 +167,7 @@ struct row {
   int threads = 0, n = 0;
   bool decode = false;
   stats tps;
+  double cpu_frac = 0;  // process CPU time / (wall time x threads) over the timed repetitions
   double gbps = 0, roofline_tps = 0, frac = 0, bytes_per_token = 0, bw = 0, rss_mib = 0, kv_mib = 0;
 };
 
@@ -256,10 +266,15 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
         std::fprintf(stderr, "bitnet-bench: %s t=%d %s: warm-up", name.c_str(), nt, test.c_str());
         one(decode, decode ? std::min(n, 16) : n);
         std::vector<double> tps;
+        double wall = 0;
+        const double cpu0 = cpu_seconds();
         for (int r = 0; r < o.reps; ++r) {
           std::fprintf(stderr, ", %d/%d", r + 1, o.reps);
-          tps.push_back(n / one(decode, n));
+          const double sec = one(decode, n);
+          wall += sec;
+          tps.push_back(n / sec);
         }
+        const double cpu = cpu_seconds() - cpu0;
         std::fprintf(stderr, "\n");
         row w;
         w.model = name;
@@ -271,6 +286,7 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
         w.test = test;
         w.decode = decode;
         w.tps = summarize(tps);
+        w.cpu_frac = cpu / (wall * nt);
         w.bw = bw[ti];
         w.rss_mib = rss_mib();
         w.kv_mib = static_cast<double>(s.kv_bytes()) / (1 << 20);
@@ -371,17 +387,17 @@ int run(int argc, char** argv) {
       const row& r = rows[i];
       std::printf("%s\n  {\"model\": \"%s\", \"ternary\": \"%s\", \"head\": \"%s\", \"size_gib\": %.3f, \"threads\": %d, "
                   "\"test\": \"%s\", \"tok_s\": %.3f, \"tok_s_min\": %.3f, \"tok_s_max\": %.3f, \"gb_s\": %.3f, "
-                  "\"read_bw_gb_s\": %.3f, \"bytes_per_token\": %.0f, \"roofline_tok_s\": %.3f, \"roofline_frac\": %.4f, \"rss_mib\": %.1f, \"kv_mib\": %.1f}",
+                  "\"read_bw_gb_s\": %.3f, \"bytes_per_token\": %.0f, \"roofline_tok_s\": %.3f, \"roofline_frac\": %.4f, \"rss_mib\": %.1f, \"kv_mib\": %.1f, \"cpu_frac\": %.3f}",
                   i ? "," : "", r.model.c_str(), r.ternary.c_str(), r.head.c_str(), r.size_gib, r.threads, r.test.c_str(),
                   r.tps.median, r.tps.lo, r.tps.hi, r.gbps, r.bw / 1e9, r.bytes_per_token, r.decode ? r.roofline_tps : 0.0,
-                  r.decode ? r.frac : 0.0, r.rss_mib, r.kv_mib);
+                  r.decode ? r.frac : 0.0, r.rss_mib, r.kv_mib, r.cpu_frac);
     }
     std::printf("\n]}\n");
     return 0;
   }
-  std::printf("| %-28s | %-7s | %-4s | %8s | %3s | %6s | %22s | %6s | %8s | %9s |\n", "model", "ternary", "head", "size",
-              "thr", "test", "tok/s (median, min-max)", "GB/s", "read BW", "roofline");
-  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(30, '-').c_str(), std::string(9, '-').c_str(),
+  std::printf("| %-28s | %-7s | %-4s | %8s | %3s | %6s | %22s | %6s | %8s | %9s | %4s |\n", "model", "ternary", "head",
+              "size", "thr", "test", "tok/s (median, min-max)", "GB/s", "read BW", "roofline", "cpu");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|------|\n", std::string(30, '-').c_str(), std::string(9, '-').c_str(),
               std::string(6, '-').c_str(), std::string(10, '-').c_str(), std::string(5, '-').c_str(),
               std::string(8, '-').c_str(), std::string(24, '-').c_str(), std::string(8, '-').c_str(),
               std::string(10, '-').c_str(), std::string(11, '-').c_str());
@@ -392,13 +408,14 @@ int run(int argc, char** argv) {
       std::snprintf(roof, sizeof roof, "%.1f%%", 100.0 * r.frac);
     else
       std::snprintf(roof, sizeof roof, "-");
-    std::printf("| %-28s | %-7s | %-4s | %4.2f GiB | %3d | %6s | %22s | %6.2f | %8.2f | %9s |\n", r.model.c_str(),
-                r.ternary.c_str(), r.head.c_str(), r.size_gib, r.threads, r.test.c_str(), tps, r.gbps, r.bw / 1e9,
-                roof);
+    std::printf("| %-28s | %-7s | %-4s | %4.2f GiB | %3d | %6s | %22s | %6.2f | %8.2f | %9s | %3.0f%% |\n",
+                r.model.c_str(), r.ternary.c_str(), r.head.c_str(), r.size_gib, r.threads, r.test.c_str(), tps, r.gbps,
+                r.bw / 1e9, roof, 100.0 * r.cpu_frac);
   }
   std::printf("\nkernels: %s; read BW: GB/s measured in this run per thread count; roofline: decode tok/s over\n"
               "read BW / bytes per token (repacked ternary weights + head + KV read); largest RSS with a\n"
-              "model loaded %.0f MiB; prefill chunk %d, KV %s\n",
+              "model loaded %.0f MiB; prefill chunk %d, KV %s; cpu: process CPU time / (wall x threads)\n"
+              "while timed (below 100%% = the threads were not running all the time)\n",
               arch.c_str(), peak_mib, o.n_batch, o.kv_f16 ? "f16" : "f32");
   return 0;
 }
