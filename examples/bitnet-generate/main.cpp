@@ -341,9 +341,10 @@ void print_summary(const runner& r, int threads, std::uint64_t seed, const char*
                static_cast<long long>(c.n_head), static_cast<long long>(c.n_head_kv), static_cast<long long>(c.n_vocab),
                r.m.ternary_types().c_str(), mib(r.m.repacked_bytes()).c_str(),
                std::string(bitnet::type_name(r.m.token_embd().type)).c_str());
-  std::fprintf(stderr, "bitnet-generate: kernels gemv %s, gemm %s, head %s; activations %s; threads %d\n",
+  std::fprintf(stderr, "bitnet-generate: kernels gemv %s, gemm %s, head %s; activations %s%s; threads %d\n",
                r.m.kernels().gemv.name.c_str(), r.m.kernels().gemm.name.c_str(),
-               std::string(r.m.head_kernel_name()).c_str(), r.opt.act.c_str(), threads);
+               std::string(r.m.head_kernel_name()).c_str(), r.opt.act.c_str(),
+               r.precise ? "; --precise (double forward pass, exact int32 ternary sums)" : "", threads);
   std::fprintf(stderr, "bitnet-generate: context %lld (KV cache %s, %s), seed %llu, stop: %s\n",
                static_cast<long long>(r.sess.n_ctx()), br::kv_type_name(r.sess.kv()), mib(r.sess.kv_bytes()).c_str(),
                static_cast<unsigned long long>(seed), why);
