@@ -4,6 +4,7 @@
 #include <bitnet/gguf.hpp>
 
 #include <gtest/gtest.h>
+#include <unistd.h>  // getpid: per-process scratch file names
 
 #include <sys/wait.h>  // WEXITSTATUS for the tool's exit code
 
@@ -22,7 +23,8 @@ namespace gguf = bitnet::gguf;
 using bitnet::tensor_type;
 
 const std::string kTool = std::string(BITNET_BINARY_DIR) + "/tools/bitnet-gguf";
-const std::string kTmp = std::string(BITNET_BINARY_DIR) + "/test_gguf_tool_";
+// Per-process scratch names: CTest runs these tests as parallel processes.
+const std::string kTmp = std::string(BITNET_BINARY_DIR) + "/test_gguf_tool_" + std::to_string(::getpid()) + "_";
 
 struct run_result {
   int code = -1;
