@@ -73,6 +73,9 @@
 #include <sys/mman.h>  // madvise: drop the file pages of repacked tensors
 #include <unistd.h>    // sysconf(_SC_PAGESIZE)
 #endif
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim: return the repack temporaries' heap to the system
+#endif
 
 #include "thread_pool.hpp"
 
@@ -444,6 +447,9 @@ class model {
     for (const auto& pr : plan) repacked_bytes_ += pr.dst->w.packed_bytes();
     release_file_pages(plan);
     if (!tuning_.entries.empty() && act_ == act_quant::per_token) add_tuned_luts(plan, pool);
+#if defined(__GLIBC__)
+    ::malloc_trim(0);  // decoded per-tensor temporaries (TQ1_0, LUT copies) would stay resident otherwise
+#endif
   }
 
   // For shapes whose tuned GEMV (batch 1) or GEMM (batch tuning_batch_) is a LUT kernel, a LUT
