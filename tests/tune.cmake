@@ -7,7 +7,8 @@ if(BITNET_BUILD_TOOLS)
   set(_tune_out ${CMAKE_CURRENT_BINARY_DIR}/tune_small)
   add_test(NAME tune.small COMMAND bitnet-tune --shape 300x520,97x1000 --batch 1,5,40 --min-time 0.01 --cache
            --include-scalar -o ${_tune_out}.txt --plot ${_tune_out}.svg)
-  add_test(NAME tune.streamed COMMAND bitnet-tune --shape 64x256 --batch 1 --min-time 0.01 -o ${_tune_out}_2.txt)
+  add_test(NAME tune.streamed COMMAND bitnet-tune --shape 64x256 --batch 1 --min-time 0.01 -t 2 --clock cpu
+           -o ${_tune_out}_2.txt)
   add_test(NAME tune.usage COMMAND bitnet-tune --shape nonsense)
   set_tests_properties(tune.usage PROPERTIES PASS_REGULAR_EXPRESSION "unknown shape 'nonsense'")
   add_test(NAME tune.help COMMAND bitnet-tune --help)

@@ -2,7 +2,7 @@
 //
 //   bitnet-tune (--shape NAME[,NAME...] | -m MODEL.gguf) [-t THREADS] [--batch 1,128]
 //               [-o FILE] [--plot FILE.svg] [--arch NAME] [--cache] [--min-time SEC]
-//               [--filter TEXT] [--include-scalar]
+//               [--filter TEXT] [--include-scalar] [--clock wall|cpu]
 //
 // For each distinct (M, K) and batch, every compiled variant this CPU runs is timed with
 // THREADS threads splitting the rows (a barrier-synchronised pool; the main thread is one
@@ -34,6 +34,7 @@
 #include <string>       // names
 #include <string_view>  // parsing
 #include <thread>       // the timing pool
+#include <time.h>       // clock_gettime(CLOCK_THREAD_CPUTIME_ID) for --clock cpu
 #include <vector>       // everything
 
 namespace {
@@ -61,6 +62,8 @@ constexpr const char* kHelp =
     "                   file's fingerprint is then that of the capped CPU (BITNET_ARCH=NAME)\n"
     "  --cache          GEMV on one matrix reused (in cache) instead of streamed from memory\n"
     "  --min-time SEC   timing per kernel and case, at least 5 runs (default 0.3)\n"
+    "  --clock wall|cpu wall time per call (default), or the slowest thread's CPU time per call\n"
+    "                   (for machines shared with other jobs: time slices do not count)\n"
     "  --filter TEXT    only kernels whose name contains TEXT (the default kernels always run)\n"
     "  --include-scalar also time scalar kernels when a SIMD arch is available\n"
     "  --help           this text\n";
@@ -152,7 +155,7 @@ std::vector<kernel> all_kernels(const cpu_features& f, bool include_scalar) {
 
 class pool {
  public:
-  explicit pool(int n) : n_(n), start_(n), done_(n) {
+  explicit pool(int n) : n_(n), start_(n), done_(n), cpu_(static_cast<std::size_t>(n)) {
     for (int i = 1; i < n; ++i)
       th_.emplace_back([this, i] {
         for (;;) {
@@ -169,20 +172,33 @@ class pool {
     for (auto& t : th_) t.join();
   }
   int size() const { return n_; }
-  // Runs job(0..n-1) on all threads; returns the wall time in seconds.
-  double run(const std::function<void(int)>& job) {
-    job_ = job;
+  // Runs job(0..n-1) on all threads; returns the wall time in seconds, or with cpu_clock
+  // the largest CPU time any thread spent in its job (insensitive to time slicing on a
+  // shared machine; memory stalls still count).
+  double run(const std::function<void(int)>& job, bool cpu_clock = false) {
+    job_ = [&](int i) {
+      const double c0 = thread_cpu_seconds();
+      job(i);
+      cpu_[static_cast<std::size_t>(i)] = thread_cpu_seconds() - c0;
+    };
     const auto t0 = std::chrono::steady_clock::now();
     start_.arrive_and_wait();
     job_(0);
     done_.arrive_and_wait();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return cpu_clock ? *std::max_element(cpu_.begin(), cpu_.end()) : wall;
+  }
+  static double thread_cpu_seconds() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
   }
 
  private:
   int n_;
   std::barrier<> start_, done_;
   std::function<void(int)> job_;
+  std::vector<double> cpu_;
   bool quit_ = false;
   std::vector<std::thread> th_;
 };
@@ -379,7 +395,7 @@ struct options {
   std::string model, out = "bitnet-tuning.txt", plot, arch, filter;
   int threads = 1;
   std::vector<std::int64_t> batches{1, 128};
-  bool cache = false, include_scalar = false;
+  bool cache = false, include_scalar = false, cpu_clock = false;
   double min_time = 0.3;
 };
 
@@ -434,6 +450,10 @@ options parse(int argc, char** argv) {
       if (arch_rank(o.arch) < 0) throw usage_error{"unknown arch '" + o.arch + "'"};
     } else if (a == "--cache") {
       o.cache = true;
+    } else if (a == "--clock") {
+      const std::string v = value(i);
+      if (v != "wall" && v != "cpu") throw usage_error{"--clock is wall or cpu, got '" + v + "'"};
+      o.cpu_clock = v == "cpu";
     } else if (a == "--include-scalar") {
       o.include_scalar = true;
     } else if (a == "--filter") {
@@ -545,10 +565,12 @@ int run(const options& o) {
         std::size_t c = 0;
         while (times.size() < 5 || (total < o.min_time && times.size() < 100000)) {
           c = (c + 1) % p.count();
-          const double t = threads.run([&](int i) {
-            const auto [r0, r1] = rows_of(i, threads.size(), s.M);
-            call(k, p, c, X, got.data(), s.M, r0, r1);
-          });
+          const double t = threads.run(
+              [&](int i) {
+                const auto [r0, r1] = rows_of(i, threads.size(), s.M);
+                call(k, p, c, X, got.data(), s.M, r0, r1);
+              },
+              o.cpu_clock);
           times.push_back(t);
           total += t;
         }
@@ -604,7 +626,8 @@ int run(const options& o) {
   std::fprintf(stderr, "wrote %s (%zu entries)\n", o.out.c_str(), table.entries.size());
   if (!o.plot.empty()) {
     std::string title = cpu_fingerprint(f).substr(4) + "; " + std::to_string(o.threads) + " thread" +
-                        (o.threads == 1 ? "" : "s") + (o.cache ? "; GEMV in cache" : "; GEMV weights streamed from memory") + "; GEMM in cache";
+                        (o.threads == 1 ? "" : "s") + (o.cache ? "; GEMV in cache" : "; GEMV weights streamed from memory") + "; GEMM in cache" +
+                        (o.cpu_clock ? "; CPU time per call" : "; wall time per call");
     std::ofstream out(o.plot, std::ios::binary);
     out << svg_chart(results, o.batches, title);
     if (!out) throw std::runtime_error("cannot write " + o.plot);
