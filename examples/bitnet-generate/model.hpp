@@ -437,6 +437,7 @@ class model {
         try {
           pr.dst->w = repack(pr.t->type, pr.t->bytes(), static_cast<std::int64_t>(pr.t->ne[0]),
                              static_cast<std::int64_t>(pr.t->ne[1]), block);
+          release_file_pages(*pr.t);  // right away, so the peak is not the file + the copy
         } catch (const std::exception& e) {
           errors[j] = e.what();
         }
@@ -445,7 +446,6 @@ class model {
     for (std::size_t j = 0; j < plan.size(); ++j)
       if (!errors[j].empty()) fail_tensor(plan[j].t, plan[j].t->name, errors[j]);
     for (const auto& pr : plan) repacked_bytes_ += pr.dst->w.packed_bytes();
-    release_file_pages(plan);
     if (!tuning_.entries.empty() && act_ == act_quant::per_token) add_tuned_luts(plan, pool);
 #if defined(__GLIBC__)
     ::malloc_trim(0);  // decoded per-tensor temporaries (TQ1_0, LUT copies) would stay resident otherwise
@@ -501,17 +501,15 @@ class model {
   // ternary tensors in the (read-only, private) file mapping, so resident memory is the
   // repacked weights plus the dense tensors, not the file on top of them. Only whole pages
   // inside a tensor are advised; a later read would fault them in again from the file.
-  void release_file_pages([[maybe_unused]] const std::vector<pending_repack>& plan) const noexcept {
+  void release_file_pages([[maybe_unused]] const gguf::tensor_info& t) const noexcept {
 #if defined(__unix__) || defined(__APPLE__)
     if (!file_.memory_mapped()) return;
     const long ps = ::sysconf(_SC_PAGESIZE);
     if (ps <= 0) return;
     const auto page = static_cast<std::uintptr_t>(ps);
-    for (const auto& pr : plan) {
-      const auto b = reinterpret_cast<std::uintptr_t>(pr.t->data), e = b + pr.t->bytes().size();
-      const std::uintptr_t pb = (b + page - 1) / page * page, pe = e / page * page;
-      if (pb < pe) ::madvise(reinterpret_cast<void*>(pb), pe - pb, MADV_DONTNEED);
-    }
+    const auto b = reinterpret_cast<std::uintptr_t>(t.data), e = b + t.bytes().size();
+    const std::uintptr_t pb = (b + page - 1) / page * page, pe = e / page * page;
+    if (pb < pe) ::madvise(reinterpret_cast<void*>(pb), pe - pb, MADV_DONTNEED);
 #endif
   }
 
