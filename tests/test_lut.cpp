@@ -63,7 +63,7 @@ std::string describe(const std::string& name, shape s, std::uint32_t seed) {
 
 template <class C, class F> void run_on_arch(F f) {
   if constexpr (!arch_compiled<typename C::arch>()) {
-    GTEST_SKIP() << C::name() << ": not compiled for this target (the aarch64 cross build runs it)";
+    GTEST_SKIP() << C::name() << ": not compiled for this CPU family (x86 or aarch64 builds run it)";
   } else {
     if (!arch_available<typename C::arch>()) GTEST_SKIP() << C::name() << ": this CPU cannot run " << C::arch::name;
     f.template operator()<C>();
