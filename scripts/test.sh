@@ -57,7 +57,7 @@ if [ $quick -eq 0 ]; then
   xs="$out/xsimd-headers"; mkdir -p "$xs"; ln -sfn /usr/include/xsimd "$xs/xsimd"
   stage "aarch64 (qemu)" "$out/aarch64" -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-aarch64.cmake" \
     -DBITNET_XSIMD_INCLUDE_DIR="$xs" -DBITNET_GTEST_SOURCE_DIR=/usr/src/googletest \
-    -DBITNET_TESTS="test_kernels;test_formats;test_dense" -DBITNET_BUILD_BENCHMARKS=OFF \
+    -DBITNET_TESTS="test_kernels;test_formats;test_dense;test_lut;test_tuning" -DBITNET_BUILD_BENCHMARKS=OFF \
     -DBITNET_BUILD_EXAMPLES=OFF -DBITNET_BUILD_TOOLS=OFF
 fi
 echo "=== summary ==="
