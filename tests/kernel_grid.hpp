@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>  // ::testing::Types
 
 #include <bitnet/dispatch.hpp>
+#include <bitnet/reference.hpp>
 #include <string>  // names
+#include <vector>  // results
 
 #include "test_data.hpp"
 
@@ -23,5 +25,19 @@ struct config_name {
     return n;
   }
 };
+
+// Reference result for per-token activations and one weight scale, from the
+// ternary values directly (no packing involved), with the kernels' epilogue:
+// dot over codes = d + sum_q, y = ((float)dot_c - (float)sum_q) / s_x * s_w.
+inline std::vector<float> ref_per_token(const std::vector<std::int8_t>& w, std::int64_t K, std::int64_t M, float sw,
+                                        const activations& X, std::int64_t n) {
+  std::vector<float> y(static_cast<std::size_t>(M));
+  for (std::int64_t m = 0; m < M; ++m) {
+    const std::int32_t d = reference::ternary_dot_ref(w.data() + m * K, X.q(n), K);
+    y[static_cast<std::size_t>(m)] =
+        ((static_cast<float>(d + X.sum(n)) - static_cast<float>(X.sum(n))) / X.scale(n)) * sw;
+  }
+  return y;
+}
 
 }  // namespace bitnet::test

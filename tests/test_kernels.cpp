@@ -10,6 +10,7 @@
 #include "kernel_grid.hpp"
 
 using namespace bitnet;
+using bitnet::test::ref_per_token;
 
 namespace {
 
@@ -33,20 +34,6 @@ template <class C> std::vector<shape> edge_shapes() {
       if (K > 0) v.push_back({K, M});
   v.push_back({6912, 7});
   return v;
-}
-
-// Reference result for per-token activations and one weight scale, from the
-// ternary values directly (no packing involved).
-std::vector<float> ref_per_token(const std::vector<std::int8_t>& w, std::int64_t K, std::int64_t M, float sw,
-                                 const activations& X, std::int64_t n) {
-  std::vector<float> y(static_cast<std::size_t>(M));
-  for (std::int64_t m = 0; m < M; ++m) {
-    const std::int32_t d = reference::ternary_dot_ref(w.data() + m * K, X.q(n), K);
-    // dot over codes = d + sum_q; the kernels compute ((float)dot_c - (float)sum_q) / s_x * s_w.
-    y[static_cast<std::size_t>(m)] =
-        ((static_cast<float>(d + X.sum(n)) - static_cast<float>(X.sum(n))) / X.scale(n)) * sw;
-  }
-  return y;
 }
 
 std::string describe(const std::string& name, shape s, std::uint32_t seed) {

@@ -15,6 +15,7 @@
 #include "kernel_grid.hpp"
 
 using namespace bitnet;
+using bitnet::test::ref_per_token;
 
 namespace {
 
@@ -41,18 +42,6 @@ template <class C> std::vector<shape> lut_shapes() {
       if (K > 0 && M > 0) v.push_back({K, M});
   v.push_back({6912, 7});
   return v;
-}
-
-// Reference for per-token activations and one weight scale, from the ternary values.
-std::vector<float> ref_per_token(const std::vector<std::int8_t>& w, std::int64_t K, std::int64_t M, float sw,
-                                 const activations& X, std::int64_t n) {
-  std::vector<float> y(static_cast<std::size_t>(M));
-  for (std::int64_t m = 0; m < M; ++m) {
-    const std::int32_t d = reference::ternary_dot_ref(w.data() + m * K, X.q(n), K);
-    y[static_cast<std::size_t>(m)] =
-        ((static_cast<float>(d + X.sum(n)) - static_cast<float>(X.sum(n))) / X.scale(n)) * sw;
-  }
-  return y;
 }
 
 std::string describe(const std::string& name, shape s, std::uint32_t seed) {
