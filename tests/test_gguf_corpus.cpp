@@ -232,7 +232,7 @@ std::vector<mutation> mutations() {
   m.push_back({"truncated_in_padding",
                [](bytes_t& f) { f.resize(tensor_info_at(f, "c.weight").offset + 8 + 1); },
                "past the end of the file"});
-  m.push_back({"truncated_in_data", [](bytes_t& f) { f.resize(f.size() - 1); }, "tensor 'c.weight': data ["});
+  m.push_back({"truncated_in_data", [](bytes_t& f) { f.pop_back(); }, "tensor 'c.weight': data ["});
   return m;
 }
 
