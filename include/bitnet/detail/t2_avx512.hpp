@@ -61,6 +61,7 @@ template <bool Vnni> struct t2_avx512_common {
         const __m512i a0 = _mm512_loadu_si512(qa), a1 = _mm512_loadu_si512(qa + 64);
         const __m512i a2 = _mm512_loadu_si512(qa + 128), a3 = _mm512_loadu_si512(qa + 192);
         static_for_avx512bw<Rows>([&](auto r) BITNET_INLINE_AVX512BW {
+          __builtin_prefetch(rows[r] + c * 64 + 2048, 0, 3);  // hint, 2 KiB ahead in the row stream
           const __m512i w = _mm512_loadu_si512(rows[r] + c * 64);
           const __m512i c0 = _mm512_and_si512(w, m3);
           const __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(w, 2), m3);
@@ -90,7 +91,8 @@ template <bool Vnni> struct t2_avx512_common {
       const __m512i a0 = _mm512_loadu_si512(qa), a1 = _mm512_loadu_si512(qa + 64);
       const __m512i a2 = _mm512_loadu_si512(qa + 128), a3 = _mm512_loadu_si512(qa + 192);
       static_for_avx512vnni<Rows>([&](auto r) BITNET_INLINE_AVX512VNNI {
-        const __m512i w = _mm512_loadu_si512(rows[r] + c * 64);
+        __builtin_prefetch(rows[r] + c * 64 + 2048, 0, 3);  // hint, 2 KiB ahead in the row stream
+          const __m512i w = _mm512_loadu_si512(rows[r] + c * 64);
         acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(w, m3), a0);
         acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(w, 2), m3), a1);
         acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(w, 4), m3), a2);
