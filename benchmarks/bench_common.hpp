@@ -85,7 +85,9 @@ inline constexpr std::size_t kDramFootprint = std::size_t{1280} << 20;
 class read_buffer {
  public:
   explicit read_buffer(std::size_t bytes) : n_(bytes) {
-    p_.reset(static_cast<std::uint8_t*>(std::aligned_alloc(64, (n_ + 63) / 64 * 64)));
+    // Same allocation as the kernels' weights (huge pages where the OS gives them),
+    // so the baseline and the kernels read memory mapped the same way.
+    p_.reset(static_cast<std::uint8_t*>(bitnet::detail::alloc_aligned_bytes((n_ + 63) / 64 * 64)));
     std::memset(p_.get(), 1, n_);
   }
   std::uint64_t sum(std::size_t offset, std::size_t bytes) const { return detail::sum(p_.get() + offset, bytes); }

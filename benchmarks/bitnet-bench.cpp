@@ -378,7 +378,8 @@ int run(int argc, char** argv) {
 
   double peak_mib = 0;
   for (const row& r : rows) peak_mib = std::max(peak_mib, r.rss_mib);
-  const std::string arch(bitnet::select_kernels(bitnet::cpu_features::detect(), {}).arch);
+  // The arch the runs used: the best for this CPU unless BITNET_ARCH / BITNET_GEMV / BITNET_GEMM say otherwise.
+  const std::string arch(bitnet::select_kernels(bitnet::cpu_features::detect(), bitnet::kernel_options::from_env()).arch);
 
   if (o.json) {
     std::printf("{\"arch\": \"%s\", \"max_rss_mib\": %.1f, \"n_batch\": %d, \"kv_type\": \"%s\", \"results\": [", arch.c_str(),

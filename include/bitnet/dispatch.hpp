@@ -44,7 +44,8 @@ using gemm_grid = type_list<
     gemm_config<arch::scalar, 128, 1, 1>, gemm_config<arch::scalar, 128, 2, 4>, gemm_config<arch::scalar, 256, 2, 2>,
     gemm_config<arch::avx2, 128, 1, 4>, gemm_config<arch::avx2, 128, 1, 8>, gemm_config<arch::avx2, 128, 2, 4>,
     gemm_config<arch::avx2, 128, 3, 3>, gemm_config<arch::avx2, 256, 2, 4>, gemm_config<arch::avx512bw, 256, 4, 4>,
-    gemm_config<arch::avx512vnni, 256, 4, 4>, gemm_config<arch::neon64, 128, 4, 4>,
+    gemm_config<arch::avx512vnni, 256, 4, 4>, gemm_config<arch::avx512vnni, 256, 2, 8>,
+    gemm_config<arch::avx512vnni, 256, 8, 2>, gemm_config<arch::neon64, 128, 4, 4>,
     gemm_config<arch::neon64_dotprod, 128, 2, 4>, gemm_config<arch::neon64_dotprod, 128, 4, 4>,
     gemm_config<arch::neon64_dotprod, 256, 2, 4>>;
 
@@ -60,7 +61,7 @@ inline std::string_view default_gemv_name(std::string_view arch_name) noexcept {
 inline std::string_view default_gemm_name(std::string_view arch_name) noexcept {
   if (arch_name == arch::avx2::name) return "gemm_t2_q8/avx2/b128/r1/t4";
   if (arch_name == arch::avx512bw::name) return "gemm_t2_q8/avx512bw/b256/r4/t4";
-  if (arch_name == arch::avx512vnni::name) return "gemm_t2_q8/avx512vnni/b256/r4/t4";
+  if (arch_name == arch::avx512vnni::name) return "gemm_t2_q8/avx512vnni/b256/r2/t8";
   if (arch_name == arch::neon64::name) return "gemm_t2_q8/neon64/b128/r4/t4";
   if (arch_name == arch::neon64_dotprod::name) return "gemm_t2_q8/neon64dp/b128/r2/t4";
   return "gemm_t2_q8/scalar/b128/r2/t4";
@@ -172,7 +173,7 @@ inline kernel_set select_kernels(const cpu_features& f, const kernel_options& o 
   if (!o.arch.empty()) {
     if (arch_rank(o.arch) < 0) {
       std::string names;
-      for (auto n : all_arch_names()) names += std::string(" ") + std::string(n);
+      for (auto n : all_arch_names()) names.append(" ").append(n);
       throw std::invalid_argument("unknown arch '" + o.arch + "'; valid names:" + names);
     }
     bool runnable = false;
@@ -186,7 +187,7 @@ inline kernel_set select_kernels(const cpu_features& f, const kernel_options& o 
       for (auto n : all_arch_names()) {
         for (const auto& e : gv)
           if (e.arch == n && e.runs_on(f)) {
-            names += std::string(" ") + std::string(n);
+            names.append(" ").append(n);
             break;
           }
       }
