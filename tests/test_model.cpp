@@ -31,12 +31,10 @@
 #include <cstdlib>    // std::malloc, std::free for the counting operator new
 #include <new>        // operator new / delete replacements
 #include <cstring>    // std::memcmp
-#include <random>     // token ids
 #include <string>     // names
 #include <vector>     // data
 
-#include "bitnet-generate/model.hpp"
-#include "model_builder.hpp"
+#include "runner_fixtures.hpp"
 
 // Counts every allocation through operator new (the whole test binary; only differences are
 // looked at, around code that runs while no other thread allocates). Sanitizer runtimes bring
@@ -233,30 +231,12 @@ using bitnet::run::model;
 using bitnet::run::session;
 using bitnet::run::thread_pool;
 
+using bitnet::test::decode_each;
+using bitnet::test::random_tokens;
+
 model load(const synth_model& sm, thread_pool& pool, act_quant mode = act_quant::per_token,
            bitnet::kernel_options ko = {}) {
-  bitnet::run::load_options o;
-  o.kernels = ko;
-  o.activations = mode;
-  return model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
-}
-
-std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab, std::uint32_t seed) {
-  std::mt19937 g(seed);
-  std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(vocab - 1));
-  std::vector<std::int32_t> t(n);
-  for (auto& x : t) x = d(g);
-  return t;
-}
-
-// Decodes the tokens one by one; returns each position's logits.
-std::vector<std::vector<float>> decode_each(session& s, const std::vector<std::int32_t>& toks) {
-  std::vector<std::vector<float>> out;
-  for (const std::int32_t t : toks) {
-    const auto l = s.eval(std::span<const std::int32_t>(&t, 1));
-    out.emplace_back(l.begin(), l.end());
-  }
-  return out;
+  return bitnet::test::load_synth(sm, pool, mode, std::move(ko));
 }
 
 double rms(const vec& v) {
@@ -272,44 +252,12 @@ struct case_t {
   bitnet::run::kv_type kv = bitnet::run::kv_type::f32;
 };
 
+// runner_fixtures.hpp's per-token cases, plus per-block activations and an f16 KV cache.
 std::vector<case_t> cases() {
   std::vector<case_t> c;
-  synth_spec s;
-  // bitnet-b1.58: GQA 8/2 heads of 32, I2_S, F16 head.
-  s.arch = "bitnet-b1.58";
-  c.push_back({"b158_gqa_i2s_f16head", s});
-  // bitnet-25: MHA 4 heads of 64, TQ2_0 with per-block scales, F32 head.
-  s = {};
-  s.arch = "bitnet-25";
-  s.n_head = s.n_head_kv = 4;
-  s.wtype = tensor_type::tq2_0;
-  s.per_block_scales = true;
-  s.head_type = tensor_type::f32;
-  s.seed = 2;
-  c.push_back({"b25_mha_tq2_perblock_f32head", s});
-  // bitnet (SiLU): MHA, TQ1_0, F16 head, per-tensor scales and biases (optional tensors).
-  s = {};
-  s.arch = "bitnet";
-  s.n_head = s.n_head_kv = 4;
-  s.wtype = tensor_type::tq1_0;
-  s.tensor_scales = true;
-  s.biases = true;
-  s.seed = 3;
-  c.push_back({"bitnet_mha_tq1_scales_biases", s});
-  // bitnet (SiLU), GQA 6/2 heads of 64, I2_S with K = 384 and n_ff = 640 (padded rows), F32 head.
-  s = {};
-  s.arch = "bitnet";
-  s.n_embd = 384;
-  s.n_ff = 640;
-  s.n_head = 6;
-  s.n_head_kv = 2;
-  s.head_type = tensor_type::f32;
-  s.rope_base = 500000.0f;
-  s.n_vocab = 333;
-  s.seed = 4;
-  c.push_back({"bitnet_gqa_i2s_padded", s});
+  for (auto& n : bitnet::test::per_token_model_specs()) c.push_back({n.name, n.spec});
   // bitnet-b1.58, TQ2_0, per-block (Q8_K) activations.
-  s = {};
+  synth_spec s;
   s.wtype = tensor_type::tq2_0;
   s.n_layer = 3;
   s.seed = 5;

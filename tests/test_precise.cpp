@@ -17,14 +17,12 @@
 #include <cmath>      // std::sqrt, std::fabs
 #include <cstdint>    // fixed-width integers
 #include <cstdio>     // std::printf
-#include <random>     // token ids
 #include <span>       // token views
 #include <string>     // names
 #include <vector>     // data
 
-#include "bitnet-generate/model.hpp"
 #include "bitnet-generate/precise.hpp"
-#include "model_builder.hpp"
+#include "runner_fixtures.hpp"
 
 namespace {
 
@@ -37,27 +35,10 @@ using bitnet::run::thread_pool;
 using bitnet::test::synth_model;
 using bitnet::test::synth_spec;
 
+using bitnet::test::random_tokens;
+
 model load(const synth_model& sm, thread_pool& pool, act_quant mode = act_quant::per_token) {
-  bitnet::run::load_options o;
-  o.activations = mode;
-  return model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
-}
-
-std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab, std::uint32_t seed) {
-  std::mt19937 g(seed);
-  std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(vocab - 1));
-  std::vector<std::int32_t> t(n);
-  for (auto& x : t) x = d(g);
-  return t;
-}
-
-template <class S> std::vector<std::vector<double>> decode_each(S& s, const std::vector<std::int32_t>& toks) {
-  std::vector<std::vector<double>> out;
-  for (const std::int32_t t : toks) {
-    const auto l = s.eval(std::span<const std::int32_t>(&t, 1));
-    out.emplace_back(l.begin(), l.end());
-  }
-  return out;
+  return bitnet::test::load_synth(sm, pool, mode);
 }
 
 std::vector<std::vector<double>> decode_each_double(precise_session& s, const std::vector<std::int32_t>& toks) {
@@ -70,47 +51,11 @@ std::vector<std::vector<double>> decode_each_double(precise_session& s, const st
   return out;
 }
 
-struct case_t {
-  std::string name;
-  synth_spec spec;
-};
+using case_t = bitnet::test::named_spec;
 
-// test_model.cpp's per-token cases: all three arches, all three ternary types, per-block TQ
-// scales (precise.hpp's per-block loop), .scale tensors and biases, padded K (384, 640).
-std::vector<case_t> cases() {
-  std::vector<case_t> c;
-  synth_spec s;
-  s.arch = "bitnet-b1.58";
-  c.push_back({"b158_gqa_i2s_f16head", s});
-  s = {};
-  s.arch = "bitnet-25";
-  s.n_head = s.n_head_kv = 4;
-  s.wtype = tensor_type::tq2_0;
-  s.per_block_scales = true;
-  s.head_type = tensor_type::f32;
-  s.seed = 2;
-  c.push_back({"b25_mha_tq2_perblock_f32head", s});
-  s = {};
-  s.arch = "bitnet";
-  s.n_head = s.n_head_kv = 4;
-  s.wtype = tensor_type::tq1_0;
-  s.tensor_scales = true;
-  s.biases = true;
-  s.seed = 3;
-  c.push_back({"bitnet_mha_tq1_scales_biases", s});
-  s = {};
-  s.arch = "bitnet";
-  s.n_embd = 384;
-  s.n_ff = 640;
-  s.n_head = 6;
-  s.n_head_kv = 2;
-  s.head_type = tensor_type::f32;
-  s.rope_base = 500000.0f;
-  s.n_vocab = 333;
-  s.seed = 4;
-  c.push_back({"bitnet_gqa_i2s_padded", s});
-  return c;
-}
+// test_model.cpp's per-token cases (runner_fixtures.hpp): precise.hpp's per-block loop,
+// .scale tensors and biases, padded K.
+std::vector<case_t> cases() { return bitnet::test::per_token_model_specs(); }
 
 class PreciseCase : public ::testing::TestWithParam<case_t> {};
 
@@ -122,7 +67,7 @@ TEST_P(PreciseCase, AgreesWithFastPath) {
   const auto toks = random_tokens(9, tc.spec.n_vocab, 11);
   session fast(m, pool, 16);
   precise_session prec(m, pool, 16);
-  const auto f = decode_each(fast, toks);
+  const auto f = bitnet::test::decode_each<double>(fast, toks);
   const auto p = decode_each_double(prec, toks);
   double worst = 0.0;
   int tight = 0;
