@@ -14,11 +14,9 @@
 // command line.
 #include <algorithm>   // std::min, std::max
 #include <chrono>      // timings, ETA
-#include <cerrno>      // errno for strtoll
 #include <cmath>       // std::isfinite, std::fabs, std::exp, std::sqrt
 #include <cstdint>     // fixed-width integers
 #include <cstdio>      // stdio
-#include <cstdlib>     // std::strtoll
 #include <exception>   // top-level handler
 #include <filesystem>  // --save-logits vs --kl-divergence path check, --ids FILE
 #include <fstream>     // -f, --ids FILE
@@ -36,6 +34,7 @@
 #include <bitnet/bitnet.hpp>
 #include <bitnet/gguf.hpp>
 
+#include "bitnet-generate/cli.hpp"
 #include "bitnet-generate/model.hpp"
 #include "bitnet-generate/thread_pool.hpp"
 #include "bitnet-generate/tokenizer.hpp"
@@ -60,9 +59,8 @@ class failure : public std::runtime_error {
 
 // ---------------------------------------------------------------- command line
 
-struct usage_error {
-  std::string msg;
-};
+using br::usage_error;
+using br::cli::parse_int;
 
 struct options {
   std::string model, text_file, ids, save_logits, kl_file;
@@ -75,22 +73,7 @@ struct options {
   std::string kernel_arch, act = "per-token";
 };
 
-std::int64_t parse_int(std::string_view flag, const std::string& v, std::int64_t lo, std::int64_t hi) {
-  errno = 0;
-  char* end = nullptr;
-  const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
-    throw usage_error{std::string(flag) + ": expected an integer in [" + std::to_string(lo) + ", " +
-                      std::to_string(hi) + "], got '" + v + "'"};
-  return x;
-}
-
-struct flag {
-  const char* names;
-  const char* arg;
-  const char* help;
-  void (*apply)(options&, std::string_view, const std::string&);
-};
+using flag = br::cli::flag<options>;
 
 const std::vector<flag>& flags() {
   static const std::vector<flag> f = {
@@ -141,17 +124,6 @@ const std::vector<flag>& flags() {
   return f;
 }
 
-bool matches(const char* names, std::string_view a) {
-  std::string_view n(names);
-  while (!n.empty()) {
-    const auto comma = n.find(", ");
-    if (n.substr(0, comma) == a) return true;
-    if (comma == std::string_view::npos) break;
-    n.remove_prefix(comma + 2);
-  }
-  return false;
-}
-
 std::string help_text() {
   std::string s =
       "usage: bitnet-perplexity -m MODEL.gguf (-f TEXT | --ids IDS | --kl-divergence FILE) [options]\n"
@@ -170,15 +142,7 @@ std::string help_text() {
       "KL(base || this) is in nats, computed in double from log-softmax of both rows.\n"
       "\n"
       "options:\n";
-  for (const auto& f : flags()) {
-    std::string left = std::string("  ") + f.names + (f.arg[0] ? std::string(" ") + f.arg : std::string());
-    if (left.size() < 26) {
-      left.resize(26, ' ');
-    } else {
-      left += "\n" + std::string(26, ' ');
-    }
-    s += left + f.help + "\n";
-  }
+  s += br::cli::options_help(flags());
   s +=
       "\n"
       "Output: results on stdout, progress with an ETA on stderr. Environment: BITNET_ARCH,\n"
@@ -188,29 +152,7 @@ std::string help_text() {
 
 options parse_args(int argc, const char* const* argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i], value;
-    bool has_value = false;
-    if (a.rfind("--", 0) == 0)
-      if (const auto eq = a.find('='); eq != std::string::npos) {
-        value = a.substr(eq + 1);
-        a.resize(eq);
-        has_value = true;
-      }
-    const flag* f = nullptr;
-    for (const auto& x : flags())
-      if (matches(x.names, a)) f = &x;
-    if (!f) throw usage_error{"unknown flag '" + a + "'"};
-    if (f->arg[0]) {
-      if (!has_value) {
-        if (i + 1 >= argc) throw usage_error{a + " needs a value (" + f->arg + ")"};
-        value = argv[++i];
-      }
-    } else if (has_value) {
-      throw usage_error{a + " takes no value"};
-    }
-    f->apply(o, a, value);
-  }
+  br::cli::parse_flags(argc, argv, flags(), o);
   if (o.help) return o;
   if (o.model.empty()) throw usage_error{"no model given (-m MODEL.gguf)"};
   if (!o.text_file.empty() && !o.ids.empty()) throw usage_error{"-f and --ids cannot be combined"};

@@ -3,6 +3,8 @@
 // parse_args() never exits: it returns the options or throws usage_error with a one-line
 // message; main() prints it and exits with status 2. Every flag, its argument and its default
 // appear in help_text(), which is generated from the same table the parser uses.
+// The table machinery (namespace cli: flag<Options>, parse_flags, options_help and the number
+// parsers) is generic, so the tools (bitnet-perplexity) build their command lines from it too.
 #pragma once
 
 #include <cerrno>       // errno for strtoll / strtod
@@ -51,7 +53,7 @@ struct options {
   bool help = false;
 };
 
-namespace detail {
+namespace cli {
 
 inline std::int64_t parse_int(std::string_view flag, const std::string& v, std::int64_t lo, std::int64_t hi) {
   errno = 0;
@@ -84,12 +86,80 @@ inline std::uint64_t parse_u64(std::string_view flag, const std::string& v) {
   return x;
 }
 
-struct flag {
-  const char* names;  // "-m, --model"
-  const char* arg;    // "PATH" or "" for a switch
-  const char* help;   // includes the default
-  void (*apply)(options&, std::string_view name, const std::string& value);
+// One row of a flag table: names ("-m, --model"), argument ("PATH", or "" for a switch),
+// help text (with the default), and how the value is stored into the options O.
+template <class O> struct flag {
+  const char* names;
+  const char* arg;
+  const char* help;
+  void (*apply)(O&, std::string_view name, const std::string& value);
 };
+
+inline bool matches(const char* names, std::string_view a) {
+  std::string_view n(names);
+  while (!n.empty()) {
+    const auto comma = n.find(", ");
+    if (n.substr(0, comma) == a) return true;
+    if (comma == std::string_view::npos) break;
+    n.remove_prefix(comma + 2);
+  }
+  return false;
+}
+
+// The "options:" lines of a --help text: names and argument in a 26-column left side.
+template <class O> std::string options_help(const std::vector<flag<O>>& flags) {
+  std::string s;
+  for (const auto& f : flags) {
+    std::string left = "  ";
+    left.append(f.names);
+    if (f.arg[0]) left.append(" ").append(f.arg);
+    if (left.size() < 26)
+      left.append(26 - left.size(), ' ');
+    else
+      left.append("\n").append(26, ' ');
+    s.append(left).append(f.help).append("\n");
+  }
+  return s;
+}
+
+// Applies argv[1..argc) to o through the table: "--flag value", "--flag=value", "-f value";
+// unknown flags, missing values and values given to switches are usage_errors.
+template <class O> void parse_flags(int argc, const char* const* argv, const std::vector<flag<O>>& flags, O& o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string value;
+    bool has_value = false;
+    if (a.rfind("--", 0) == 0) {
+      if (const auto eq = a.find('='); eq != std::string::npos) {
+        value = a.substr(eq + 1);
+        a.resize(eq);
+        has_value = true;
+      }
+    }
+    const flag<O>* f = nullptr;
+    for (const auto& x : flags)
+      if (matches(x.names, a)) f = &x;
+    if (!f) throw usage_error{"unknown flag '" + a + "'"};
+    if (f->arg[0]) {
+      if (!has_value) {
+        if (i + 1 >= argc) throw usage_error{a + " needs a value (" + f->arg + ")"};
+        value = argv[++i];
+      }
+    } else if (has_value) {
+      throw usage_error{a + " takes no value"};
+    }
+    f->apply(o, a, value);
+  }
+}
+
+}  // namespace cli
+
+namespace detail {
+
+using cli::parse_float;
+using cli::parse_int;
+using cli::parse_u64;
+using flag = cli::flag<options>;
 
 inline const std::vector<flag>& flags() {
   static const std::vector<flag> f = {
@@ -170,17 +240,6 @@ inline const std::vector<flag>& flags() {
   return f;
 }
 
-inline bool matches(const char* names, std::string_view a) {
-  std::string_view n(names);
-  while (!n.empty()) {
-    const auto comma = n.find(", ");
-    if (n.substr(0, comma) == a) return true;
-    if (comma == std::string_view::npos) break;
-    n.remove_prefix(comma + 2);
-  }
-  return false;
-}
-
 }  // namespace detail
 
 inline std::string help_text() {
@@ -192,15 +251,7 @@ inline std::string help_text() {
       "summary (load time, prefill and decode tokens/s, kernels, threads) goes to stderr.\n"
       "\n"
       "options:\n";
-  for (const auto& f : detail::flags()) {
-    std::string left = std::string("  ") + f.names + (f.arg[0] ? std::string(" ") + f.arg : std::string());
-    if (left.size() < 26) {
-      left.resize(26, ' ');
-    } else {
-      left += "\n" + std::string(26, ' ');
-    }
-    s += left + f.help + "\n";
-  }
+  s += cli::options_help(detail::flags());
   s +=
       "\n"
       "Environment: BITNET_ARCH, BITNET_GEMV, BITNET_GEMM select kernels like the flags (flags win).\n"
@@ -210,31 +261,7 @@ inline std::string help_text() {
 
 inline options parse_args(int argc, const char* const* argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (a.rfind("--", 0) == 0) {
-      if (const auto eq = a.find('='); eq != std::string::npos) {
-        value = a.substr(eq + 1);
-        a.resize(eq);
-        has_value = true;
-      }
-    }
-    const detail::flag* f = nullptr;
-    for (const auto& x : detail::flags())
-      if (detail::matches(x.names, a)) f = &x;
-    if (!f) throw usage_error{"unknown flag '" + a + "'"};
-    if (f->arg[0]) {
-      if (!has_value) {
-        if (i + 1 >= argc) throw usage_error{a + " needs a value (" + f->arg + ")"};
-        value = argv[++i];
-      }
-    } else if (has_value) {
-      throw usage_error{a + " takes no value"};
-    }
-    f->apply(o, a, value);
-  }
+  cli::parse_flags(argc, argv, detail::flags(), o);
   if (o.help || o.list_kernels) return o;
   if (o.model.empty()) throw usage_error{"no model given (-m MODEL.gguf)"};
   if (o.prompt_given && !o.prompt_file.empty()) throw usage_error{"-p and -f cannot be combined"};
