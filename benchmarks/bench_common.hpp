@@ -6,11 +6,13 @@
 #include <benchmark/benchmark.h>  // counters, registration
 
 #include <bitnet/arch.hpp>
+#include <bitnet/dispatch.hpp>  // the dispatch picks recorded as context
 #include <algorithm>  // std::sort
 #include <chrono>     // timing the baseline
 #include <cstdint>    // fixed-width integers
 #include <cstdlib>    // std::aligned_alloc
-#include <cstring>    // std::memset
+#include <cstdio>     // usage text
+#include <cstring>    // std::memset, std::strcmp
 #include <memory>     // unique_ptr
 #include <string>     // names
 #include <vector>     // shapes
@@ -133,6 +135,42 @@ inline void register_bandwidth_benchmark(std::size_t chunk = std::size_t{4} << 2
     }
     st.counters["bytes/s"] = benchmark::Counter(static_cast<double>(chunk), benchmark::Counter::kIsIterationInvariantRate);
   })->Unit(benchmark::kMicrosecond);
+}
+
+struct bench_start {
+  double bw = 0;       // read bandwidth measured at start-up, bytes/s
+  bool flag = false;   // the binary's own switch was given
+  bool help = false;   // --help was given: usage printed, nothing else done
+};
+
+// The common start of bench_ternary and bench_lut: takes their one switch (`flag`) and --help
+// out of argv (printing `usage` and the Google Benchmark note for --help), hands the rest to
+// Google Benchmark, measures the read bandwidth and records it and the kernels dispatch picks
+// on this CPU as context.
+inline bench_start start(int argc, char** argv, const char* flag, const char* usage) {
+  bench_start r;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], flag) == 0) {
+      r.flag = true;
+    } else if (std::strcmp(argv[i], "--help") == 0) {
+      std::printf("%s  plus every Google Benchmark flag, e.g. --benchmark_filter=REGEX, --benchmark_format=json,\n"
+                  "  --benchmark_repetitions=5 --benchmark_report_aggregates_only=true\n",
+                  usage);
+      r.help = true;
+      return r;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  r.bw = measure_read_bandwidth();
+  benchmark::AddCustomContext("read_bandwidth_GBps", std::to_string(r.bw / 1e9));
+  const auto ks = select_kernels(cpu_features::detect());
+  benchmark::AddCustomContext("dispatch_gemv", ks.gemv.name);
+  benchmark::AddCustomContext("dispatch_gemm", ks.gemm.name);
+  return r;
 }
 
 }  // namespace bitnet::bench

@@ -152,32 +152,15 @@ void register_case(std::shared_ptr<state> S, const kernel& k, const bench::layer
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool include_scalar = false;
-  std::vector<char*> args;
-  for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--include-scalar") == 0) {
-      include_scalar = true;
-      continue;
-    }
-    if (std::strcmp(argv[i], "--help") == 0) {
-      std::printf(
-          "bench_lut: LUT (gemv_lut_q8, gemm_lut_q8, gemm_lutv_q8) against t2 (MAD) kernels on real layer shapes,\n"
-          "batch 1 (cache and dram) and 128 (cache).\n"
-          "  --include-scalar  also the scalar kernels (slow)\n"
-          "  plus every Google Benchmark flag, e.g. --benchmark_filter=REGEX,\n"
-          "  --benchmark_repetitions=5 --benchmark_report_aggregates_only=true\n");
-      return 0;
-    }
-    args.push_back(argv[i]);
-  }
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
-  const double bw = bench::measure_read_bandwidth();
-  benchmark::AddCustomContext("read_bandwidth_GBps", std::to_string(bw / 1e9));
+  const bench::bench_start st = bench::start(
+      argc, argv, "--include-scalar",
+      "bench_lut: LUT (gemv_lut_q8, gemm_lut_q8, gemm_lutv_q8) against t2 (MAD) kernels on real layer shapes,\n"
+      "batch 1 (cache and dram) and 128 (cache).\n"
+      "  --include-scalar  also the scalar kernels (slow)\n");
+  if (st.help) return 0;
+  const double bw = st.bw;
+  const bool include_scalar = st.flag;
   const auto f = cpu_features::detect();
-  const auto ks = select_kernels(f);
-  benchmark::AddCustomContext("dispatch_gemv", ks.gemv.name);
-  benchmark::AddCustomContext("dispatch_gemm", ks.gemm.name);
   benchmark::AddCustomContext("cpu", cpu_fingerprint(f));
 
   // Every kernel this build has and this CPU runs (find_kernel checks both).

@@ -146,30 +146,13 @@ template <class... C> void register_all_gemm(type_list<C...>, std::shared_ptr<fi
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool default_only = false;
-  std::vector<char*> args;
-  for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--default-only") == 0) {
-      default_only = true;
-      continue;
-    }
-    if (std::strcmp(argv[i], "--help") == 0) {
-      std::printf(
-          "bench_ternary: the ternary GEMV/GEMM grid on real BitNet layer shapes.\n"
-          "  --default-only   only the variants runtime dispatch selects on this CPU\n"
-          "  plus every Google Benchmark flag, e.g. --benchmark_filter=REGEX, --benchmark_format=json,\n"
-          "  --benchmark_repetitions=5 --benchmark_report_aggregates_only=true\n");
-      return 0;
-    }
-    args.push_back(argv[i]);
-  }
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
-  const double bw = bench::measure_read_bandwidth();
-  benchmark::AddCustomContext("read_bandwidth_GBps", std::to_string(bw / 1e9));
+  const bench::bench_start st = bench::start(argc, argv, "--default-only",
+                                             "bench_ternary: the ternary GEMV/GEMM grid on real BitNet layer shapes.\n"
+                                             "  --default-only   only the variants runtime dispatch selects on this CPU\n");
+  if (st.help) return 0;
+  const double bw = st.bw;
+  const bool default_only = st.flag;
   const auto ks = select_kernels(cpu_features::detect());
-  benchmark::AddCustomContext("dispatch_gemv", ks.gemv.name);
-  benchmark::AddCustomContext("dispatch_gemm", ks.gemm.name);
   auto fx = std::make_shared<fixtures>();
   bench::register_bandwidth_benchmark(4423680);  // the size of one 6912x2560 matrix
   register_all_gemv(gemv_grid{}, fx, bw, default_only, ks.gemv.name);
