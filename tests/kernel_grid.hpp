@@ -5,8 +5,10 @@
 
 #include <bitnet/dispatch.hpp>
 #include <bitnet/reference.hpp>
-#include <string>  // names
-#include <vector>  // results
+#include <cstdint>  // fixed-width integers
+#include <sstream>  // describe()
+#include <string>   // names
+#include <vector>   // results
 
 #include "test_data.hpp"
 
@@ -25,6 +27,29 @@ struct config_name {
     return n;
   }
 };
+
+// A matrix shape of a grid test case (K inputs, M rows).
+struct shape {
+  std::int64_t K, M;
+};
+
+// "<kernel> K=.. M=.. seed=..": what a failing assertion prints to reproduce the case.
+inline std::string describe(const std::string& name, shape s, std::uint32_t seed) {
+  std::ostringstream os;
+  os << name << " K=" << s.K << " M=" << s.M << " seed=" << seed;
+  return os.str();
+}
+
+// Runs a typed test body only for arches compiled into this build and runnable here;
+// otherwise the test is skipped with the reason (never counted as passed).
+template <class C, class F> void run_on_arch(F f) {
+  if constexpr (!arch_compiled<typename C::arch>()) {
+    GTEST_SKIP() << C::name() << ": not compiled for this CPU family (the x86 or aarch64 build runs it)";
+  } else {
+    if (!arch_available<typename C::arch>()) GTEST_SKIP() << C::name() << ": this CPU cannot run " << C::arch::name;
+    f.template operator()<C>();
+  }
+}
 
 // Reference result for per-token activations and one weight scale, from the
 // ternary values directly (no packing involved), with the kernels' epilogue:

@@ -10,18 +10,16 @@
 #include <bitnet/lut.hpp>
 #include <cstring>
 #include <set>
-#include <sstream>
 
 #include "kernel_grid.hpp"
 
 using namespace bitnet;
+using bitnet::test::describe;
 using bitnet::test::ref_per_token;
+using bitnet::test::run_on_arch;
+using bitnet::test::shape;
 
 namespace {
-
-struct shape {
-  std::int64_t K, M;
-};
 
 template <class C> constexpr std::int64_t block_groups() {
   if constexpr (C::kind == lut_kind::shuffle)
@@ -42,21 +40,6 @@ template <class C> std::vector<shape> lut_shapes() {
       if (K > 0 && M > 0) v.push_back({K, M});
   v.push_back({6912, 7});
   return v;
-}
-
-std::string describe(const std::string& name, shape s, std::uint32_t seed) {
-  std::ostringstream os;
-  os << name << " K=" << s.K << " M=" << s.M << " seed=" << seed;
-  return os.str();
-}
-
-template <class C, class F> void run_on_arch(F f) {
-  if constexpr (!arch_compiled<typename C::arch>()) {
-    GTEST_SKIP() << C::name() << ": not compiled for this CPU family (x86 or aarch64 builds run it)";
-  } else {
-    if (!arch_available<typename C::arch>()) GTEST_SKIP() << C::name() << ": this CPU cannot run " << C::arch::name;
-    f.template operator()<C>();
-  }
 }
 
 // Three calls on ranges that cut row tiles: [0, a), [a, b), [b, M).
