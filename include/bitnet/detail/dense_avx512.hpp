@@ -204,22 +204,49 @@ struct avx512_kernels {
     return _mm512_reduce_add_epi32(_mm512_sub_epi32(acc, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5))));
   }
 
+  // S rows at once, block by block: S far-apart streams (see gemv_q6k_q8k). Each row's
+  // terms are summed in the same order as one row alone.
+  template <int S>
+  BITNET_TARGET_AVX512BW static void q6k_rows(const std::uint8_t* const* rows, const block_q8_k* x, std::int64_t nb,
+                                              float* const* out) noexcept {
+    constexpr std::size_t B = sizeof(block_q6_k);
+    float s[S][4] = {};
+    for (std::int64_t b = 0; b < nb; ++b) {
+      for (int r = 0; r < S; ++r) {
+        const std::uint8_t* blk = rows[r] + B * b;
+        for (int pf = 0; pf < 256; pf += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchQ6K + pf), _MM_HINT_T0);
+        const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
+        s[r][b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
+      }
+    }
+    for (int r = 0; r < S; ++r) *out[r] = (s[r][0] + s[r][1]) + (s[r][2] + s[r][3]);
+  }
+
+  // Rows are visited as four far-apart streams (rows m, m + n/4, m + n/2, m + 3n/4 together,
+  // then the remainder one by one): one stream leaves memory-level parallelism unused. 2B4T Q6_K
+  // head from huge pages: 15.4-15.9 GB/s with one stream, 17.1-17.5 with four.
   BITNET_TARGET_AVX512BW static void gemv_q6k_q8k(const void* W, std::size_t row_bytes, const block_q8_k* x,
                                                   std::int64_t K, float* y, std::int64_t row_begin,
                                                   std::int64_t row_end) {
     const std::int64_t nb = K / kQK_K;
-    constexpr std::size_t B = sizeof(block_q6_k);
-    for (std::int64_t m = row_begin; m < row_end; ++m) {
-      const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
-      float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      for (std::int64_t b = 0; b < nb; ++b) {
-        const std::uint8_t* blk = row + B * b;
-        for (int pf = 0; pf < 256; pf += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchQ6K + pf), _MM_HINT_T0);
-        const float d = h2f(blk + offsetof(block_q6_k, d)) * x[b].d;
-        s[b & 3] += d * static_cast<float>(q6k_block(blk, x[b]));
+    const auto* base = static_cast<const std::uint8_t*>(W);
+    auto row = [&](std::int64_t m) { return base + static_cast<std::size_t>(m) * row_bytes; };
+    constexpr int S = 4;
+    const std::int64_t st = (row_end - row_begin) / S;
+    for (std::int64_t i = 0; i < st; ++i) {
+      const std::uint8_t* rows[S];
+      float* out[S];
+      for (int r = 0; r < S; ++r) {
+        rows[r] = row(row_begin + r * st + i);
+        out[r] = y + row_begin + r * st + i;
       }
-      y[m] = (s[0] + s[1]) + (s[2] + s[3]);
+      q6k_rows<S>(rows, x, nb, out);
+    }
+    for (std::int64_t m = row_begin + S * st; m < row_end; ++m) {
+      const std::uint8_t* rows[1] = {row(m)};
+      float* out[1] = {y + m};
+      q6k_rows<1>(rows, x, nb, out);
     }
   }
 };
