@@ -12,10 +12,8 @@
 //
 // Streams: a GEMV tile of R rows takes rows m, m + s, ..., m + (R-1)s, where
 // s = (row_end - row_begin) / R, so one call reads R far-apart sequential streams
-// of codes instead of one. On the machines we measured, one stream leaves the
-// hardware prefetchers and memory-level parallelism half used (a plain one-stream
-// read reaches about 0.8 of a two-stream one); R streams keep a DRAM-bound GEMV near
-// the read bandwidth. The results are the same; only the visiting order changes.
+// of codes instead of one (detail/row_streams.hpp says why). The results are the
+// same; only the visiting order changes.
 //
 // Epilogues (exact int32 dot products first, then floats in this order):
 //   per-token X, per-tensor W scale (I2_S semantics, bitnet.cpp's order):
@@ -35,6 +33,7 @@
 #include "activation.hpp"
 #include "config.hpp"
 #include "repack.hpp"
+#include "detail/row_streams.hpp"
 #include "detail/t2_avx2.hpp"
 #include "detail/t2_avx512.hpp"
 #include "detail/t2_neon.hpp"
@@ -63,16 +62,6 @@ inline bool simple_epilogue(const ternary_matrix& W, const activations& X) noexc
 // Weight scale of 256-block b of row m.
 inline float block_weight_scale(const ternary_matrix& W, std::int64_t m, std::int64_t b) noexcept {
   return W.per_block_scales() ? W.block_scales[static_cast<std::size_t>(m * (W.Kp / 256) + b)] : W.scale;
-}
-
-// Calls f(m, s) for tiles of R rows {m, m + s, ..., m + (R-1)s} covering [r0, r1):
-// R streams of s = (r1 - r0) / R rows each, then the remainder one row at a time
-// (f<1>). See "Streams" above.
-template <int R, class FR, class F1>
-inline void for_each_stream_tile(std::int64_t r0, std::int64_t r1, FR&& tile_r, F1&& tile_1) {
-  const std::int64_t s = (r1 - r0) / R;
-  for (std::int64_t i = 0; i < s; ++i) tile_r(r0 + i, s);
-  for (std::int64_t m = r0 + R * s; m < r1; ++m) tile_1(m, std::int64_t{1});
 }
 
 template <class Arch, int Block, int R, int U>
@@ -115,7 +104,7 @@ void gemv(const ternary_matrix& W, const activations& X, std::int64_t n, float* 
   detail::check_operands(W, X, B, row_begin, row_end);
   detail::for_each_stream_tile<R>(
       row_begin, row_end, [&](std::int64_t m, std::int64_t s) { detail::gemv_tile<A, B, R, U>(W, X, n, y, m, s); },
-      [&](std::int64_t m, std::int64_t) { detail::gemv_tile<A, B, 1, U>(W, X, n, y, m); });
+      [&](std::int64_t m) { detail::gemv_tile<A, B, 1, U>(W, X, n, y, m); });
 }
 
 namespace detail {
@@ -138,7 +127,7 @@ void gemv_dot(const ternary_matrix& W, const activations& X, std::int64_t n, std
   detail::check_operands(W, X, B, row_begin, row_end);
   detail::for_each_stream_tile<R>(
       row_begin, row_end, [&](std::int64_t m, std::int64_t s) { detail::dot_tile<A, B, R, U>(W, X, n, d, m, s); },
-      [&](std::int64_t m, std::int64_t) { detail::dot_tile<A, B, 1, U>(W, X, n, d, m); });
+      [&](std::int64_t m) { detail::dot_tile<A, B, 1, U>(W, X, n, d, m); });
 }
 
 namespace detail {

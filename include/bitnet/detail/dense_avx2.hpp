@@ -19,6 +19,7 @@
 
 #include "../arch.hpp"
 #include "../dense_ref.hpp"
+#include "row_streams.hpp"
 
 #if BITNET_X86
 #include <immintrin.h>  // AVX2, FMA, F16C intrinsics
@@ -90,29 +91,50 @@ struct avx2_kernels {
     }
   };
 
-  template <class L> BITNET_TARGET_AVX2 static void gemv_float(const void* W, std::size_t row_bytes, const float* x,
-                                                               std::int64_t K, float* y, std::int64_t row_begin,
-                                                               std::int64_t row_end) {
+  // S rows at once (S far-apart streams, see gemv_float); each row's sum in the same order
+  // as one row alone. The activation loads are shared by the S rows.
+  template <class L, int S>
+  BITNET_TARGET_AVX2 static void float_rows(const std::uint8_t* const* rows, const float* x, std::int64_t K,
+                                            float* const* out) noexcept {
     const std::int64_t K32 = K & ~std::int64_t{31};
-    for (std::int64_t m = row_begin; m < row_end; ++m) {
-      const auto* row = static_cast<const std::uint8_t*>(W) + static_cast<std::size_t>(m) * row_bytes;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      std::int64_t j = 0;
-      for (; j < K32; j += 32) {
-        const std::uint8_t* p = row + L::bytes * j;
+    __m256 a[S][4];
+    for (int r = 0; r < S; ++r)
+      for (int i = 0; i < 4; ++i) a[r][i] = _mm256_setzero_ps();
+    std::int64_t j = 0;
+    for (; j < K32; j += 32) {
+      const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+      const __m256 x2 = _mm256_loadu_ps(x + j + 16), x3 = _mm256_loadu_ps(x + j + 24);
+      for (int r = 0; r < S; ++r) {
+        const std::uint8_t* p = rows[r] + L::bytes * j;
         for (int pf = 0; pf < 32 * L::bytes; pf += 64)
           _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + pf), _MM_HINT_T0);
-        a0 = _mm256_fmadd_ps(L::load8(p), _mm256_loadu_ps(x + j), a0);
-        a1 = _mm256_fmadd_ps(L::load8(p + 8 * L::bytes), _mm256_loadu_ps(x + j + 8), a1);
-        a2 = _mm256_fmadd_ps(L::load8(p + 16 * L::bytes), _mm256_loadu_ps(x + j + 16), a2);
-        a3 = _mm256_fmadd_ps(L::load8(p + 24 * L::bytes), _mm256_loadu_ps(x + j + 24), a3);
+        a[r][0] = _mm256_fmadd_ps(L::load8(p), x0, a[r][0]);
+        a[r][1] = _mm256_fmadd_ps(L::load8(p + 8 * L::bytes), x1, a[r][1]);
+        a[r][2] = _mm256_fmadd_ps(L::load8(p + 16 * L::bytes), x2, a[r][2]);
+        a[r][3] = _mm256_fmadd_ps(L::load8(p + 24 * L::bytes), x3, a[r][3]);
       }
-      for (; j + 8 <= K; j += 8) a0 = _mm256_fmadd_ps(L::load8(row + L::bytes * j), _mm256_loadu_ps(x + j), a0);
+    }
+    for (int r = 0; r < S; ++r) {
+      std::int64_t jt = j;
+      for (; jt + 8 <= K; jt += 8)
+        a[r][0] = _mm256_fmadd_ps(L::load8(rows[r] + L::bytes * jt), _mm256_loadu_ps(x + jt), a[r][0]);
       float tail = 0.0f;
-      for (; j < K; ++j) tail += L::load1(row + L::bytes * j) * x[j];
-      y[m] = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + tail;
+      for (; jt < K; ++jt) tail += L::load1(rows[r] + L::bytes * jt) * x[jt];
+      *out[r] = hsum(_mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_add_ps(a[r][2], a[r][3]))) + tail;
     }
   }
+
+  // Rows are visited as two far-apart streams (rows m and m + n/2 together, then the remainder
+  // one by one): one stream leaves memory-level parallelism unused.
+  template <class L> BITNET_TARGET_AVX2 static void gemv_float(const void* W, std::size_t row_bytes, const float* x,
+                                                  std::int64_t K, float* y, std::int64_t row_begin,
+                                                  std::int64_t row_end) {
+    for_each_stream_rows<2>(W, row_bytes, y, row_begin, row_end,
+                            [&]<int N>(const std::uint8_t* const* rows, float* const* out) {
+                              float_rows<L, N>(rows, x, K, out);
+                            });
+  }
+
 
   BITNET_TARGET_AVX2 static void gemv_f32_f32(const void* W, std::size_t rb, const float* x, std::int64_t K, float* y,
                                               std::int64_t r0, std::int64_t r1) {
@@ -256,28 +278,15 @@ struct avx2_kernels {
   // Rows are visited as S far-apart streams (rows m, m + n/S, ... together, then the remainder
   // one by one): one stream leaves memory-level parallelism unused. 2B4T Q6_K head from huge
   // pages: 13.9 GB/s with one stream, 15.0 with two.
-  BITNET_TARGET_AVX2 static void gemv_q6k_q8k(const void* W, std::size_t row_bytes, const block_q8_k* x, std::int64_t K,
-                                              float* y, std::int64_t row_begin, std::int64_t row_end) {
+  BITNET_TARGET_AVX2 static void gemv_q6k_q8k(const void* W, std::size_t row_bytes, const block_q8_k* x,
+                                   std::int64_t K, float* y, std::int64_t row_begin, std::int64_t row_end) {
     const std::int64_t nb = K / kQK_K;
-    const auto* base = static_cast<const std::uint8_t*>(W);
-    auto row = [&](std::int64_t m) { return base + static_cast<std::size_t>(m) * row_bytes; };
-    constexpr int S = 2;  // measured: 2 streams beat 1 and 4 here
-    const std::int64_t st = (row_end - row_begin) / S;
-    for (std::int64_t i = 0; i < st; ++i) {
-      const std::uint8_t* rows[S];
-      float* out[S];
-      for (int r = 0; r < S; ++r) {
-        rows[r] = row(row_begin + r * st + i);
-        out[r] = y + row_begin + r * st + i;
-      }
-      q6k_rows<S>(rows, x, nb, out);
-    }
-    for (std::int64_t m = row_begin + S * st; m < row_end; ++m) {
-      const std::uint8_t* rows[1] = {row(m)};
-      float* out[1] = {y + m};
-      q6k_rows<1>(rows, x, nb, out);
-    }
+    for_each_stream_rows<2>(W, row_bytes, y, row_begin, row_end,
+                            [&]<int N>(const std::uint8_t* const* rows, float* const* out) {
+                              q6k_rows<N>(rows, x, nb, out);
+                            });
   }
+
 };
 
 }  // namespace bitnet::detail::dense
