@@ -571,6 +571,22 @@ class context_full : public std::runtime_error {
 
 namespace detail {
 
+// The checks every eval() makes before touching state: at least one token, every id inside the
+// vocabulary of V tokens (std::out_of_range), and room for all of them after position pos in a
+// context of n_ctx (context_full). Shared by session and precise_session.
+inline void check_eval(std::span<const std::int32_t> tokens, std::int64_t V, std::int64_t pos, std::int64_t n_ctx) {
+  const std::int64_t n = static_cast<std::int64_t>(tokens.size());
+  if (n == 0) throw std::invalid_argument("eval: no tokens");
+  for (const std::int32_t id : tokens)
+    if (id < 0 || id >= V)
+      throw std::out_of_range("eval: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                              std::to_string(V) + " tokens");
+  if (pos + n > n_ctx)
+    throw context_full("context full: " + std::to_string(n) + " more token" + (n == 1 ? "" : "s") +
+                       " at position " + std::to_string(pos) + " would pass the context size of " +
+                       std::to_string(n_ctx) + " (-c)");
+}
+
 // RMSNorm as ggml: float squares summed in double, mean stored as float, 1/sqrtf(mean + eps),
 // x * scale, then * g (separate rounding steps). y may alias x. The double sum runs in four
 // fixed lanes (ggml sums sequentially; in double the two agree far below the float mean).
@@ -729,15 +745,7 @@ class session {
   std::span<const float> eval(std::span<const std::int32_t> tokens, bool all_logits = false) {
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
     const std::int64_t V = m_->cfg().n_vocab;
-    if (n == 0) throw std::invalid_argument("eval: no tokens");
-    for (const std::int32_t id : tokens)
-      if (id < 0 || id >= V)
-        throw std::out_of_range("eval: token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                std::to_string(V) + " tokens");
-    if (pos_ + n > n_ctx_)
-      throw context_full("context full: " + std::to_string(n) + " more token" + (n == 1 ? "" : "s") +
-                         " at position " + std::to_string(pos_) + " would pass the context size of " +
-                         std::to_string(n_ctx_) + " (-c)");
+    detail::check_eval(tokens, V, pos_, n_ctx_);
     if (all_logits && logits_all_.size() < static_cast<std::size_t>(n * V))
       logits_all_.resize(static_cast<std::size_t>(n * V));
     for (std::int64_t i = 0; i < n; i += n_batch_) {
