@@ -141,6 +141,7 @@ struct bench_start {
   double bw = 0;       // read bandwidth measured at start-up, bytes/s
   bool flag = false;   // the binary's own switch was given
   bool help = false;   // --help was given: usage printed, nothing else done
+  kernel_set kernels;  // what dispatch picks on this CPU (recorded as context)
 };
 
 // The common start of bench_ternary and bench_lut: takes their one switch (`flag`) and --help
@@ -167,9 +168,9 @@ inline bench_start start(int argc, char** argv, const char* flag, const char* us
   benchmark::Initialize(&n, args.data());
   r.bw = measure_read_bandwidth();
   benchmark::AddCustomContext("read_bandwidth_GBps", std::to_string(r.bw / 1e9));
-  const auto ks = select_kernels(cpu_features::detect());
-  benchmark::AddCustomContext("dispatch_gemv", ks.gemv.name);
-  benchmark::AddCustomContext("dispatch_gemm", ks.gemm.name);
+  r.kernels = select_kernels(cpu_features::detect());
+  benchmark::AddCustomContext("dispatch_gemv", r.kernels.gemv.name);
+  benchmark::AddCustomContext("dispatch_gemm", r.kernels.gemm.name);
   return r;
 }
 

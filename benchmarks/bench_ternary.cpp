@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
   if (st.help) return 0;
   const double bw = st.bw;
   const bool default_only = st.flag;
-  const auto ks = select_kernels(cpu_features::detect());
+  const kernel_set& ks = st.kernels;
   auto fx = std::make_shared<fixtures>();
   bench::register_bandwidth_benchmark(4423680);  // the size of one 6912x2560 matrix
   register_all_gemv(gemv_grid{}, fx, bw, default_only, ks.gemv.name);
