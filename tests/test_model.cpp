@@ -232,12 +232,8 @@ using bitnet::run::session;
 using bitnet::run::thread_pool;
 
 using bitnet::test::decode_each;
+using bitnet::test::load_synth;
 using bitnet::test::random_tokens;
-
-model load(const synth_model& sm, thread_pool& pool, act_quant mode = act_quant::per_token,
-           bitnet::kernel_options ko = {}) {
-  return bitnet::test::load_synth(sm, pool, mode, std::move(ko));
-}
 
 double rms(const vec& v) {
   double s = 0.0;
@@ -277,7 +273,7 @@ TEST_P(ModelCase, DecodeMatchesReference) {
   const case_t& tc = GetParam();
   const synth_model sm = bitnet::test::make_model(tc.spec);
   thread_pool pool(2);
-  const model m = load(sm, pool, tc.mode);
+  const model m = load_synth(sm, pool, tc.mode);
   const auto toks = random_tokens(9, tc.spec.n_vocab, 11);
   const auto ref = reference_forward(sm, toks, tc.mode, tc.kv == bitnet::run::kv_type::f16);
   session s(m, pool, 16, 64, tc.kv);
@@ -314,7 +310,7 @@ TEST_P(ModelCase, PrefillEqualsDecode) {
   const case_t& tc = GetParam();
   const synth_model sm = bitnet::test::make_model(tc.spec);
   thread_pool pool(2);
-  const model m = load(sm, pool, tc.mode);
+  const model m = load_synth(sm, pool, tc.mode);
   const auto toks = random_tokens(9, tc.spec.n_vocab, 12);
   const std::int64_t V = tc.spec.n_vocab;
 
@@ -349,7 +345,7 @@ TEST_P(ModelCase, ThreadCountDoesNotChangeResults) {
   std::vector<std::vector<float>> first;
   for (const int threads : {1, 2, 3}) {
     thread_pool pool(threads);
-    const model m = load(sm, pool, tc.mode);
+    const model m = load_synth(sm, pool, tc.mode);
     session s(m, pool, 16, 4, tc.kv);
     std::vector<std::vector<float>> got;
     const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), 5), true);
@@ -376,10 +372,10 @@ TEST(Model, ForcedScalarKernelsAgree) {
   // accumulation order differs (a few ulps of the logits).
   const synth_model sm = bitnet::test::make_model({});
   thread_pool pool(2);
-  const model best = load(sm, pool);
+  const model best = load_synth(sm, pool);
   bitnet::kernel_options ko;
   ko.arch = "scalar";
-  const model scalar = load(sm, pool, act_quant::per_token, ko);
+  const model scalar = load_synth(sm, pool, act_quant::per_token, ko);
   EXPECT_NE(scalar.kernels().gemv.name.find("/scalar/"), std::string::npos) << scalar.kernels().gemv.name;
   EXPECT_NE(scalar.head_kernel_name().find("/scalar"), std::string::npos);
   const auto toks = random_tokens(5, 300, 14);
@@ -398,7 +394,7 @@ TEST(Model, ForcedScalarKernelsAgree) {
 TEST(Model, ContextOverflowIsRefused) {
   const synth_model sm = bitnet::test::make_model({});
   thread_pool pool(2);
-  const model m = load(sm, pool);
+  const model m = load_synth(sm, pool);
   const auto toks = random_tokens(6, 300, 15);
   {
     session s(m, pool, 5);
@@ -428,7 +424,7 @@ TEST(Model, DecodeAllocatesNothing) {
   sp.arch = "bitnet";  // SiLU: the elementwise step also runs on the pool
   const synth_model sm = bitnet::test::make_model(sp);
   thread_pool pool(3);
-  const model m = load(sm, pool);
+  const model m = load_synth(sm, pool);
   session s(m, pool, 32, 8);
   const auto toks = random_tokens(12, 300, 16);
   s.eval(std::span<const std::int32_t>(toks.data(), 4));  // prefill (may size buffers)

@@ -35,11 +35,8 @@ using bitnet::run::thread_pool;
 using bitnet::test::synth_model;
 using bitnet::test::synth_spec;
 
+using bitnet::test::load_synth;
 using bitnet::test::random_tokens;
-
-model load(const synth_model& sm, thread_pool& pool, act_quant mode = act_quant::per_token) {
-  return bitnet::test::load_synth(sm, pool, mode);
-}
 
 std::vector<std::vector<double>> decode_each_double(precise_session& s, const std::vector<std::int32_t>& toks) {
   std::vector<std::vector<double>> out;
@@ -63,7 +60,7 @@ TEST_P(PreciseCase, AgreesWithFastPath) {
   const case_t& tc = GetParam();
   const synth_model sm = bitnet::test::make_model(tc.spec);
   thread_pool pool(2);
-  const model m = load(sm, pool);
+  const model m = load_synth(sm, pool);
   const auto toks = random_tokens(9, tc.spec.n_vocab, 11);
   session fast(m, pool, 16);
   precise_session prec(m, pool, 16);
@@ -94,7 +91,7 @@ TEST_P(PreciseCase, ThreadCountAndBatchDoNotChangeResults) {
   const case_t& tc = GetParam();
   const synth_model sm = bitnet::test::make_model(tc.spec);
   thread_pool p1(1), p3(3);
-  const model m1 = load(sm, p1), m3 = load(sm, p3);
+  const model m1 = load_synth(sm, p1), m3 = load_synth(sm, p3);
   const auto toks = random_tokens(6, tc.spec.n_vocab, 7);
   precise_session a(m1, p1, 8), b(m3, p3, 8);
   const auto la = decode_each_double(a, toks);
@@ -111,9 +108,9 @@ INSTANTIATE_TEST_SUITE_P(Synthetic, PreciseCase, ::testing::ValuesIn(cases()),
 TEST(Precise, RefusesPerBlockActivationsAndFullContext) {
   const synth_model sm = bitnet::test::make_model({});
   thread_pool pool(2);
-  const model mb = load(sm, pool, act_quant::per_block);
+  const model mb = load_synth(sm, pool, act_quant::per_block);
   EXPECT_THROW(precise_session(mb, pool, 8), std::invalid_argument);
-  const model m = load(sm, pool);
+  const model m = load_synth(sm, pool);
   precise_session s(m, pool, 2);
   const std::vector<std::int32_t> three = {1, 2, 3};
   EXPECT_THROW(s.eval(std::span<const std::int32_t>(three)), bitnet::run::context_full);
