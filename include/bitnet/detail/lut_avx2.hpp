@@ -165,6 +165,7 @@ template <> struct lut_impl<arch::avx2> {
     };
     auto octet = [&](std::int64_t o) BITNET_INLINE_AVX2 {
       const std::uint8_t* wo = w + o * OB;
+      for (int l = 0; l < OB; l += 64) __builtin_prefetch(wo + kLutPrefetch + l, 0, 3);
       __m256i s[NR];
       static_for_lut_avx2<NR>([&](auto v) BITNET_INLINE_AVX2 {
         s[v] = G == 3 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wo + 4 * RT + 32 * v)) : zero;

@@ -79,6 +79,7 @@ template <> struct lut_impl<arch::avx512bw> {
     };
     auto octet = [&](std::int64_t o) BITNET_INLINE_AVX512BW {
       const std::uint8_t* wo = w + o * OB;
+      for (int l = 0; l < OB; l += 64) __builtin_prefetch(wo + kLutPrefetch + l, 0, 3);
       __m512i s[NR];
       static_for_lut_avx512<NR>([&](auto v) BITNET_INLINE_AVX512BW {
         s[v] = G == 3 ? _mm512_loadu_si512(wo + 4 * RT + 64 * v) : _mm512_setzero_si512();
