@@ -5,8 +5,9 @@
 //   tgN  decode N tokens one at a time from an empty context
 // and prints tok/s (median of -r repetitions, with min..max), the bytes streamed per second,
 // and, for decode, the fraction of the memory roofline. The roofline is the read bandwidth
-// measured in the same run (bench_common.hpp's chunked two-stream read through 1.25 GiB, on 1
-// thread; for T threads the same chunks split in T parts read at once) divided by the bytes
+// measured in the same run, right before each timed decode repetition (median; bench_common.hpp's
+// chunked read through 1.25 GiB, on 1 thread; for T threads the same chunks split in T parts
+// read at once) divided by the bytes
 // one decoded token streams: every ternary weight as repacked, every row of the output head
 // in its own type, and the KV cache rows attention reads (mean over the test's positions).
 // Prefill rows show the weights streamed once per n_batch chunk (GB/s) and no roofline (it
@@ -26,6 +27,7 @@
 #include <exception>  // top-level handler
 #include <filesystem> // the synth cache
 #include <fstream>    // /proc/self/statm
+#include <optional>   // the per-test bandwidth buffer
 #include <string>     // arguments
 #include <vector>     // lists
 
@@ -265,16 +267,24 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
         const std::string test = (decode ? "tg" : "pp") + std::to_string(n);
         std::fprintf(stderr, "bitnet-bench: %s t=%d %s: warm-up", name.c_str(), nt, test.c_str());
         one(decode, decode ? std::min(n, 16) : n);
-        std::vector<double> tps;
-        double wall = 0;
-        const double cpu0 = cpu_seconds();
+        // Decode: the read bandwidth is measured again right before every timed repetition, with
+        // this pool, and the roofline uses the median of those (next to the run-start figure,
+        // it follows a shared host's memory bandwidth as it drifts during the run). The buffer
+        // is freed before the RSS below is read.
+        std::vector<double> tps, bws;
+        std::optional<bitnet::bench::read_buffer> bwbuf;
+        if (decode) bwbuf.emplace(bitnet::bench::kDramFootprint);
+        double wall = 0, cpu = 0;
         for (int r = 0; r < o.reps; ++r) {
           std::fprintf(stderr, ", %d/%d", r + 1, o.reps);
+          if (bwbuf) bws.push_back(read_bandwidth(pool, *bwbuf));
+          const double cpu0 = cpu_seconds();
           const double sec = one(decode, n);
+          cpu += cpu_seconds() - cpu0;
           wall += sec;
           tps.push_back(n / sec);
         }
-        const double cpu = cpu_seconds() - cpu0;
+        bwbuf.reset();
         std::fprintf(stderr, "\n");
         row w;
         w.model = name;
@@ -287,13 +297,13 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
         w.decode = decode;
         w.tps = summarize(tps);
         w.cpu_frac = cpu / (wall * nt);
-        w.bw = bw[ti];
+        w.bw = decode ? summarize(bws).median : bw[ti];
         w.rss_mib = rss_mib();
         w.kv_mib = static_cast<double>(s.kv_bytes()) / (1 << 20);
         if (decode) {
           w.bytes_per_token = weights + kv_bytes_read(c, (n - 1) / 2.0 + 1.0, o.kv_f16);
           w.gbps = w.tps.median * w.bytes_per_token / 1e9;
-          w.roofline_tps = bw[ti] / w.bytes_per_token;
+          w.roofline_tps = w.bw / w.bytes_per_token;
           w.frac = w.tps.median / w.roofline_tps;
         } else {
           const double chunks = (n + o.n_batch - 1) / o.n_batch;
@@ -413,7 +423,8 @@ int run(int argc, char** argv) {
                 r.model.c_str(), r.ternary.c_str(), r.head.c_str(), r.size_gib, r.threads, r.test.c_str(), tps, r.gbps,
                 r.bw / 1e9, roof, 100.0 * r.cpu_frac);
   }
-  std::printf("\nkernels: %s; read BW: GB/s measured in this run per thread count; roofline: decode tok/s over\n"
+  std::printf("\nkernels: %s; read BW: GB/s with this many threads, for decode the median of one measurement\n"
+              "right before each timed repetition, else at the start of the run; roofline: decode tok/s over\n"
               "read BW / bytes per token (repacked ternary weights + head + KV read); largest RSS with a\n"
               "model loaded %.0f MiB; prefill chunk %d, KV %s; cpu: process CPU time / (wall x threads)\n"
               "while timed (below 100%% = the threads were not running all the time)\n",
