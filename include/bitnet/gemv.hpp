@@ -27,6 +27,7 @@
 
 #include <algorithm>  // std::min
 #include <cstdint>    // fixed-width integers
+#include <cstring>    // std::memcpy: int32 dots held in float outputs
 #include <stdexcept>  // errors
 #include <string>     // error text
 
@@ -70,10 +71,9 @@ inline void gemv_tile(const ternary_matrix& W, const activations& X, std::int64_
   const std::uint8_t* rows[R];
   for (int r = 0; r < R; ++r) rows[r] = W.row(m + r * stride);
   std::int32_t acc[R];
-  if (simple_epilogue(W, X)) {
+  if (simple_epilogue(W, X)) {  // the int32 dots, as bits in y: simple_epilogue_pass finishes them
     t2_impl<Arch>::template dot_rows<Block, R, U>(rows, X.q(n), W.Kp / Block, acc);
-    const float sq = static_cast<float>(X.sum(n)), sx = X.scale(n), sw = W.scale;
-    for (int r = 0; r < R; ++r) y[m + r * stride] = ((static_cast<float>(acc[r]) - sq) / sx) * sw;
+    for (int r = 0; r < R; ++r) std::memcpy(y + m + r * stride, &acc[r], sizeof(float));
     return;
   }
   // Per-block epilogue: one int32 dot per 256-block.
@@ -94,6 +94,19 @@ inline void gemv_tile(const ternary_matrix& W, const activations& X, std::int64_
   for (int r = 0; r < R; ++r) y[m + r * stride] = sum[r];
 }
 
+// The per-token epilogue over y[r0, r1), which holds the rows' int32 dots over codes as bits:
+// y = ((dot - sum_q) / s_x) * s_w. One contiguous pass, so the compiler vectorizes the divide
+// (in the tiles it was one scalar divide per row, about 4% of an in-cache GEMV).
+inline void simple_epilogue_pass(const ternary_matrix& W, const activations& X, std::int64_t n, float* y,
+                                 std::int64_t r0, std::int64_t r1) noexcept {
+  const float sq = static_cast<float>(X.sum(n)), sx = X.scale(n), sw = W.scale;
+  for (std::int64_t m = r0; m < r1; ++m) {
+    std::int32_t d;
+    std::memcpy(&d, y + m, sizeof d);
+    y[m] = ((static_cast<float>(d) - sq) / sx) * sw;
+  }
+}
+
 }  // namespace detail
 
 template <class Config>
@@ -105,6 +118,7 @@ void gemv(const ternary_matrix& W, const activations& X, std::int64_t n, float* 
   detail::for_each_stream_tile<R>(
       row_begin, row_end, [&](std::int64_t m, std::int64_t s) { detail::gemv_tile<A, B, R, U>(W, X, n, y, m, s); },
       [&](std::int64_t m) { detail::gemv_tile<A, B, 1, U>(W, X, n, y, m); });
+  if (detail::simple_epilogue(W, X)) detail::simple_epilogue_pass(W, X, n, y, row_begin, row_end);
 }
 
 namespace detail {
