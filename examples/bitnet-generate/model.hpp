@@ -921,18 +921,24 @@ class session {
     const std::int64_t ff = m_->cfg().n_ff;
     const bool silu = m_->cfg().act == ffn_activation::silu;
     // Elementwise; SiLU's exp is worth splitting even for one token, ReLU² only for batches.
+    // The activation is chosen outside the loops, and ReLU clears negatives by their sign bit,
+    // so that loop vectorizes (a float compare does not without -fno-trapping-math; as a scalar
+    // compare-and-jump per element it was about 1% of a 2B4T decode). The same values as
+    // std::max(g, 0) for every non-NaN g (-0 squares to +0 either way).
     pool_->parallel_for(T * ff, silu ? 2048 : 16384, [&](std::int64_t b, std::int64_t e) {
       float* g = g_.data();
       const float* u = u_.data();
-      for (std::int64_t i = b; i < e; ++i) {
-        float a;
-        if (silu) {
-          a = g[i] / (1.0f + std::exp(-g[i]));
-        } else {
-          const float r = std::max(g[i], 0.0f);
-          a = r * r;
+      if (silu) {
+        for (std::int64_t i = b; i < e; ++i) g[i] = (g[i] / (1.0f + std::exp(-g[i]))) * u[i];
+      } else {
+        for (std::int64_t i = b; i < e; ++i) {
+          std::int32_t bits;
+          std::memcpy(&bits, g + i, sizeof bits);
+          bits &= ~(bits >> 31);
+          float r;
+          std::memcpy(&r, &bits, sizeof r);
+          g[i] = (r * r) * u[i];
         }
-        g[i] = a * u[i];
       }
     });
   }
