@@ -85,6 +85,39 @@ TYPED_TEST(DenseKernels, NamesAreCanonical) {
   EXPECT_EQ(k.kernel_name(tensor_type::tq2_0), "");
 }
 
+#if BITNET_X86
+// The x86 Q6_K kernels sum a row's block terms in one fixed order (lane b mod 4, then
+// (s0 + s1) + (s2 + s3)), whatever the number of rows streamed together: AVX2 and AVX-512
+// give the same bits, and so does any split of the rows (a row may fall in a stream group
+// of 2 or 4 or in the remainder, depending on the range).
+TEST(DenseKernelsQ6K, X86ArchesAndRowSplitsAgreeBitForBit) {
+  if (!bitnet::arch_available<bitnet::arch::avx512bw>()) GTEST_SKIP() << "needs AVX-512BW to compare with AVX2";
+  const auto k2 = bitnet::dense_kernels_for<bitnet::arch::avx2>();
+  const auto k5 = bitnet::dense_kernels_for<bitnet::arch::avx512bw>();
+  for (std::int64_t K : {std::int64_t{256}, std::int64_t{256 * 6}, std::int64_t{2560}}) {
+    const std::uint64_t seed = base_seed() + static_cast<std::uint64_t>(K);
+    dc::rng r(seed);
+    const std::int64_t M = 37;
+    dc::wmat w = dc::alloc_w(tensor_type::q6_k, M, K, 3, 5);
+    dc::fill_random(w, r);
+    std::vector<float> x(static_cast<std::size_t>(K));
+    for (auto& v : x) v = r.normal();
+    bitnet::dense_activation a;
+    a.prepare(tensor_type::q6_k, x.data(), K);
+    std::vector<float> y2(static_cast<std::size_t>(M)), y5(y2), y5s(y2);
+    dc::call_kernel(k2, tensor_type::q6_k, w, a, y2.data(), 0, M);
+    dc::call_kernel(k5, tensor_type::q6_k, w, a, y5.data(), 0, M);
+    for (auto [r0, r1] : {std::pair<std::int64_t, std::int64_t>{0, 5}, {5, 18}, {18, 19}, {19, M}})
+      dc::call_kernel(k5, tensor_type::q6_k, w, a, y5s.data(), r0, r1);
+    for (std::int64_t m = 0; m < M; ++m) {
+      const auto i = static_cast<std::size_t>(m);
+      ASSERT_EQ(y5[i], y2[i]) << "K=" << K << " seed=" << seed << " row " << m << ": AVX-512 vs AVX2";
+      ASSERT_EQ(y5s[i], y5[i]) << "K=" << K << " seed=" << seed << " row " << m << ": split rows vs one call";
+    }
+  }
+}
+#endif
+
 // ---------------------------------------------------------------- formats
 
 // Our own encoder, written from the spec's decoding formulas (gguf.md 7.3).
