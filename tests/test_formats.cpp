@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <bitnet/bitnet.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <random>
 
 #include "kernel_grid.hpp"
 
@@ -195,6 +198,30 @@ TEST(Activation, PerTokenMatchesSpec) {
   const float sz = quantize_row_i8s(z.data(), 8, qz.data(), sum);
   EXPECT_EQ(sz, static_cast<float>(127.0 / 1e-5));
   for (auto v : qz) EXPECT_EQ(v, 0);
+}
+
+TEST(Activation, PerTokenScaleIsTheAbsmaxOfAnyFiniteRow) {
+  // The absmax runs on sign-cleared bit patterns; against a plain double reference over random
+  // rows with signed zeros, subnormals, huge values and a negative maximum, and with infinities.
+  std::mt19937 gen(77);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int K = 1 + trial * 37 % 3000;
+    std::vector<float> x(static_cast<std::size_t>(K));
+    for (auto& v : x) v = nd(gen);
+    x[static_cast<std::size_t>(trial % K)] = trial % 2 ? -0.0f : 1e-40f;  // signed zero / subnormal
+    if (trial % 3 == 0) x[static_cast<std::size_t>((trial * 7) % K)] = -1e30f;  // negative maximum
+    double amax = 0.0;
+    for (float v : x) amax = std::max(amax, std::fabs(static_cast<double>(v)));
+    const float want = static_cast<float>(127.0 / std::max(amax, 1e-5));
+    std::vector<std::int8_t> q(x.size());
+    std::int32_t sum = 0;
+    ASSERT_EQ(quantize_row_i8s(x.data(), K, q.data(), sum), want) << "trial " << trial << " K=" << K;
+  }
+  std::vector<float> inf{1.0f, -std::numeric_limits<float>::infinity(), 2.0f};
+  std::vector<std::int8_t> q(3);
+  std::int32_t sum = 0;
+  EXPECT_EQ(quantize_row_i8s(inf.data(), 3, q.data(), sum), 0.0f);  // 127 / inf
 }
 
 TEST(Activation, Q8KSignAndZero) {
