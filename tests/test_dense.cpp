@@ -85,33 +85,6 @@ TYPED_TEST(DenseKernels, NamesAreCanonical) {
   EXPECT_EQ(k.kernel_name(tensor_type::tq2_0), "");
 }
 
-// A Q6_K row's result does not depend on which rows are computed with it: the SIMD kernels
-// stream rows in groups (of 2 or 4) plus a remainder, and which group a row falls in depends on
-// the range a thread is given. The runner's output must not change with the thread count.
-TYPED_TEST(DenseKernels, Q6KRowSplitsAgreeBitForBit) {
-  if (!bitnet::arch_available<TypeParam>()) GTEST_SKIP() << TypeParam::name << " is not supported by this CPU";
-  const bitnet::dense_kernels k = bitnet::dense_kernels_for<TypeParam>();
-  for (std::int64_t K : {std::int64_t{256}, std::int64_t{256 * 6}, std::int64_t{2560}}) {
-    const std::uint64_t seed = base_seed() + static_cast<std::uint64_t>(K);
-    dc::rng r(seed);
-    const std::int64_t M = 37;
-    dc::wmat w = dc::alloc_w(tensor_type::q6_k, M, K, 3, 5);
-    dc::fill_random(w, r);
-    std::vector<float> x(static_cast<std::size_t>(K));
-    for (auto& v : x) v = r.normal();
-    bitnet::dense_activation a;
-    a.prepare(tensor_type::q6_k, x.data(), K);
-    std::vector<float> y(static_cast<std::size_t>(M)), ys(y);
-    dc::call_kernel(k, tensor_type::q6_k, w, a, y.data(), 0, M);
-    for (auto [r0, r1] : {std::pair<std::int64_t, std::int64_t>{0, 5}, {5, 18}, {18, 19}, {19, M}})
-      dc::call_kernel(k, tensor_type::q6_k, w, a, ys.data(), r0, r1);
-    for (std::int64_t m = 0; m < M; ++m)
-      ASSERT_EQ(ys[static_cast<std::size_t>(m)], y[static_cast<std::size_t>(m)])
-          << k.kernel_name(tensor_type::q6_k) << " K=" << K << " seed=" << seed << " row " << m
-          << ": split rows vs one call";
-  }
-}
-
 // ---------------------------------------------------------------- formats
 
 // Our own encoder, written from the spec's decoding formulas (gguf.md 7.3).
@@ -493,30 +466,37 @@ TEST(DenseGemv, ValidatesArguments) {
   EXPECT_THROW(bitnet::dense_gemv(k, tensor_type::i2_s, w.data(), rb, a, y.data(), 0, 4), std::invalid_argument);
 }
 
-TEST(DenseGemv, ThreadsOnDisjointRangesMatchOneCall) {
-  const auto k = bitnet::select_dense_kernels(bitnet::cpu_features::detect());
+// Every arch's kernels (not only the dispatched ones): a row's result does not depend on the
+// range that computes it. The SIMD kernels stream rows in groups of 2 or 4 plus a remainder, and
+// the group a row falls in depends on the range a thread is given; K = 1536 and 2560 also take
+// Q6_K's four-block batches and their tails. The runner's output must not change with threads.
+TYPED_TEST(DenseKernels, ThreadsOnDisjointRangesMatchOneCall) {
+  if (!bitnet::arch_available<TypeParam>()) GTEST_SKIP() << TypeParam::name << " is not supported by this CPU";
+  const bitnet::dense_kernels k = bitnet::dense_kernels_for<TypeParam>();
   dc::rng r(base_seed() + 5);
   for (auto t : dc::kDenseTypes) {
-    const std::int64_t M = 101, K = 512;
-    dc::wmat w = dc::alloc_w(t, M, K, 1, 0);
-    dc::fill_random(w, r);
-    std::vector<float> x(K);
-    for (auto& v : x) v = r.normal();
-    bitnet::dense_activation a;
-    a.prepare(t, x.data(), K);
-    std::vector<float> y1(M), y2(M);
-    bitnet::dense_gemv(k, t, w.base(), w.row_bytes, a, y1.data(), 0, M);
-    std::vector<std::thread> th;
-    for (int i = 0; i < 3; ++i)
-      th.emplace_back(
-          [&, i] { bitnet::dense_gemv(k, t, w.base(), w.row_bytes, a, y2.data(), M * i / 3, M * (i + 1) / 3); });
-    for (auto& h : th) h.join();
-    EXPECT_EQ(std::memcmp(y1.data(), y2.data(), 4 * M), 0) << bitnet::type_name(t);
-    // convenience overload with a scratch activation
-    std::vector<float> y3(M);
-    bitnet::dense_activation scratch;
-    bitnet::dense_gemv(k, t, w.base(), w.row_bytes, x.data(), K, y3.data(), 0, M, scratch);
-    EXPECT_EQ(std::memcmp(y1.data(), y3.data(), 4 * M), 0) << bitnet::type_name(t);
+    for (const std::int64_t K : {std::int64_t{512}, std::int64_t{1536}, std::int64_t{2560}}) {
+      const std::int64_t M = 101;
+      dc::wmat w = dc::alloc_w(t, M, K, 1, 0);
+      dc::fill_random(w, r);
+      std::vector<float> x(static_cast<std::size_t>(K));
+      for (auto& v : x) v = r.normal();
+      bitnet::dense_activation a;
+      a.prepare(t, x.data(), K);
+      std::vector<float> y1(M), y2(M);
+      bitnet::dense_gemv(k, t, w.base(), w.row_bytes, a, y1.data(), 0, M);
+      std::vector<std::thread> th;
+      for (int i = 0; i < 3; ++i)
+        th.emplace_back(
+            [&, i] { bitnet::dense_gemv(k, t, w.base(), w.row_bytes, a, y2.data(), M * i / 3, M * (i + 1) / 3); });
+      for (auto& h : th) h.join();
+      EXPECT_EQ(std::memcmp(y1.data(), y2.data(), 4 * M), 0) << k.kernel_name(t) << " K=" << K;
+      // convenience overload with a scratch activation
+      std::vector<float> y3(M);
+      bitnet::dense_activation scratch;
+      bitnet::dense_gemv(k, t, w.base(), w.row_bytes, x.data(), K, y3.data(), 0, M, scratch);
+      EXPECT_EQ(std::memcmp(y1.data(), y3.data(), 4 * M), 0) << k.kernel_name(t) << " K=" << K;
+    }
   }
 }
 
