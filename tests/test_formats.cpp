@@ -224,6 +224,79 @@ TEST(Activation, PerTokenScaleIsTheAbsmaxOfAnyFiniteRow) {
   EXPECT_EQ(quantize_row_i8s(inf.data(), 3, q.data(), sum), 0.0f);  // 127 / inf
 }
 
+// Random rows for the per-token quantizer comparisons: K from 1 to past 3000 (tails of every
+// length mod 32 and mod 256), a max of exactly 127 on odd trials so that s = 1 and the .5
+// values are exact ties, signed zeros and subnormals, and a negative maximum now and then.
+static std::vector<float> quantizer_row(int trial, std::mt19937& gen) {
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  const int K = 1 + trial * 37 % 3100;
+  std::vector<float> x(static_cast<std::size_t>(K));
+  for (auto& v : x) v = nd(gen);
+  const auto at = [&](int i) -> float& { return x[static_cast<std::size_t>(i % K)]; };
+  if (trial % 2) {
+    for (auto& v : x) v = std::clamp(std::round(v * 8.0f) * 0.5f, -126.5f, 126.5f);  // halves: ties at s = 1
+    at(trial * 5) = trial % 4 == 1 ? 127.0f : -127.0f;
+  }
+  at(trial) = trial % 3 ? -0.0f : 1e-40f;
+  if (trial % 5 == 0) at(trial * 7) = -1e30f;
+  return x;
+}
+
+TEST(Activation, AVX2PerTokenQuantizerIsBitIdentical) {
+#if BITNET_X86
+  if (!cpu_features::detect().avx2) GTEST_SKIP() << "this CPU has no AVX2";
+  std::mt19937 gen(91);
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::vector<float> x = quantizer_row(trial, gen);
+    const std::int64_t K = static_cast<std::int64_t>(x.size()), Kp = pad_to(K, kActPad);
+    std::vector<std::int8_t> want(static_cast<std::size_t>(Kp), 0), got(static_cast<std::size_t>(Kp), 0);
+    std::vector<std::int32_t> want_bs(static_cast<std::size_t>(Kp / 256)), got_bs(want_bs.size(), -1);
+    std::int32_t want_sum = 0, got_sum = -1;
+    const float want_s = quantize_row_i8s(x.data(), K, want.data(), want_sum);
+    detail::block_sums_i8(want.data(), Kp, want_bs.data());
+    const float got_s = detail::quantize_row_i8s_avx2(x.data(), K, Kp, got.data(), got_sum, got_bs.data());
+    ASSERT_EQ(std::memcmp(&got_s, &want_s, sizeof got_s), 0) << "trial " << trial << " K=" << K;
+    ASSERT_EQ(got, want) << "trial " << trial << " K=" << K;
+    ASSERT_EQ(got_sum, want_sum) << "trial " << trial << " K=" << K;
+    ASSERT_EQ(got_bs, want_bs) << "trial " << trial << " K=" << K;
+  }
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
+}
+
+TEST(Activation, PerTokenRowsMatchTheRowQuantizer) {
+  // activations::quantize (whichever row quantizer this CPU runs) against quantize_row_i8s and
+  // plain block sums, for batches whose rows have a stride and a K that is no multiple of 256,
+  // after a wider batch has left other values in the buffers.
+  std::mt19937 gen(5);
+  activations xq;
+  for (int trial = 0; trial < 40; ++trial) {
+    const std::vector<float> row = quantizer_row(trial * 11 + 3, gen);
+    const std::int64_t K = static_cast<std::int64_t>(row.size()), N = 1 + trial % 3, ld = K + trial % 5;
+    std::vector<float> x(static_cast<std::size_t>(N * ld), 9.0f);
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t k = 0; k < K; ++k) x[static_cast<std::size_t>(n * ld + k)] = row[static_cast<std::size_t>(k)] * (1.0f + 0.5f * static_cast<float>(n));
+    xq.quantize(x.data(), N, K, ld, act_quant::per_token);
+    const std::int64_t Kp = xq.padded_K();
+    ASSERT_EQ(Kp, pad_to(K, kActPad));
+    for (std::int64_t n = 0; n < N; ++n) {
+      std::vector<std::int8_t> want(static_cast<std::size_t>(Kp), 0);
+      std::int32_t sum = 0;
+      const float s = quantize_row_i8s(x.data() + n * ld, K, want.data(), sum);
+      ASSERT_EQ(xq.scale(n), s) << "trial " << trial << " row " << n;
+      ASSERT_EQ(xq.sum(n), sum) << "trial " << trial << " row " << n;
+      ASSERT_EQ(std::vector<std::int8_t>(xq.q(n), xq.q(n) + Kp), want) << "trial " << trial << " row " << n;
+      for (std::int64_t b = 0; b < Kp / 256; ++b) {
+        std::int32_t bs = 0;
+        for (std::int64_t j = 0; j < 256; ++j) bs += want[static_cast<std::size_t>(256 * b + j)];
+        ASSERT_EQ(xq.block_sum(n)[b], bs) << "trial " << trial << " row " << n << " block " << b;
+        ASSERT_EQ(xq.block_d(n)[b], 0.0f);
+      }
+    }
+  }
+}
+
 TEST(Activation, Q8KSignAndZero) {
   std::vector<float> x(256, 0.0f);
   x[3] = -2.0f;  // the max-magnitude value is negative: iscale = -127 / -2

@@ -766,6 +766,7 @@ class session {
  private:
   enum class head_mode { none, last, all };
   static constexpr std::int64_t kRowGrain = 16;  // matmul rows per split unit (keeps tiles and cache lines whole)
+  static constexpr std::int64_t kDecodeGrain = 64;  // smallest decode claim: 64 rows are 40 KiB of a 2B4T matrix
 
   struct mm_job {
     const linear* L;
@@ -778,7 +779,7 @@ class session {
     std::int64_t total = 0;
     for (const auto& j : jobs) total += j.L->w.M;
     const kernel_set& ks = m_->kernels();
-    pool_->parallel_for(total, kRowGrain, [&](std::int64_t b, std::int64_t e) {
+    const auto body = [&](std::int64_t b, std::int64_t e) {
       std::int64_t off = 0;
       for (const auto& j : jobs) {
         const std::int64_t M = j.L->w.M, r0 = std::max(b, off) - off, r1 = std::min(e, off + M) - off;
@@ -804,7 +805,14 @@ class session {
           }
         }
       }
-    });
+    };
+    // Decode streams every weight once: rows are claimed at run time so the threads finish
+    // together (a static split waited on the slower memory path at every join). Prefill
+    // chunks are compute-bound and even; they keep the static split.
+    if (T == 1)
+      pool_->parallel_for_dynamic(total, kDecodeGrain, body);
+    else
+      pool_->parallel_for(total, kRowGrain, body);
   }
 
   void quantize(const float* x, std::int64_t T, std::int64_t K) { xq_.quantize(x, T, K, K, m_->activation_mode()); }
@@ -984,13 +992,15 @@ class session {
     head_x_.prepare_batch(E.type, h_.data(), rows, d, d);
     const dense_kernels& dk = m.head_kernels();
     const std::int64_t V = c.n_vocab;
-    pool_->parallel_for(V, 64, [&](std::int64_t b, std::int64_t e) {
-      if (rows == 1) {
+    if (rows == 1) {
+      pool_->parallel_for_dynamic(V, kDecodeGrain, [&](std::int64_t b, std::int64_t e) {
         dense_gemv(dk, E.type, E.data, E.row_bytes, head_x_, logits, b, e);
-      } else {
+      });
+    } else {
+      pool_->parallel_for(V, 64, [&](std::int64_t b, std::int64_t e) {
         dense_gemm(dk, E.type, E.data, E.row_bytes, head_x_, logits, static_cast<std::size_t>(V), b, e);
-      }
-    });
+      });
+    }
   }
 
   const model* m_;

@@ -9,6 +9,10 @@
 // * parallel_for(n, grain, f) splits [0, n) into n_threads contiguous chunks whose inner
 //   boundaries are multiples of `grain`, calls f(begin, end) for each non-empty chunk, and
 //   runs inline when n <= grain. The split depends only on (n, grain, n_threads).
+// * parallel_for_dynamic(n, grain, f) covers [0, n) the same way but hands out the chunks at
+//   run time (guided: each claim takes a share of what is left, at least `grain`, a multiple of
+//   grain), so a thread that falls behind (a slower memory path, a late start) takes less.
+//   Which thread runs a chunk varies; f must give the same result wherever a chunk runs.
 // * Waiting (workers for the next region, the caller for the join): spin for up to ~100 us (a
 //   region usually follows within microseconds during a forward pass), then sleep on a C++20
 //   atomic wait (futex). Bounded spinning keeps an idle runner (waiting for chat input) off the
@@ -115,6 +119,30 @@ class thread_pool {
     });
   }
 
+  // f(begin, end) over chunks of [0, n) claimed at run time; boundaries are multiples of grain.
+  // Claims shrink as the range empties (half an even share of what is left, never
+  // below grain), so the last chunks are small and the threads finish together.
+  template <class F> void parallel_for_dynamic(std::int64_t n, std::int64_t grain, F&& f) {
+    if (n <= 0) return;
+    grain = std::max<std::int64_t>(1, grain);
+    if (n <= grain || n_ == 1) {
+      f(std::int64_t{0}, n);
+      return;
+    }
+    next_.store(0, std::memory_order_relaxed);  // published to the workers by run()'s release
+    run([&](int, int nt) {
+      for (;;) {
+        std::int64_t b = next_.load(std::memory_order_relaxed), e = 0;
+        do {
+          if (b >= n) return;
+          const std::int64_t share = (n - b) / (2 * static_cast<std::int64_t>(nt));
+          e = std::min(n, b + std::max(grain, share / grain * grain));
+        } while (!next_.compare_exchange_weak(b, e, std::memory_order_relaxed));
+        f(b, e);
+      }
+    });
+  }
+
   // Chunk i of nt: [b, e), boundaries rounded down to multiples of grain (the last ends at n).
   static std::pair<std::int64_t, std::int64_t> split(std::int64_t n, std::int64_t grain, int i, int nt) noexcept {
     const std::int64_t units = (n + grain - 1) / grain;
@@ -171,6 +199,7 @@ class thread_pool {
   std::vector<std::thread> workers_;
   std::atomic<std::uint32_t> generation_{0};
   std::atomic<int> pending_{0};
+  alignas(64) std::atomic<std::int64_t> next_{0};  // parallel_for_dynamic's claim cursor (own cache line)
   std::atomic<bool> stop_{false};
   void (*call_)(void*, int, int) = nullptr;
   void* ctx_ = nullptr;
