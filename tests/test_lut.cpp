@@ -39,6 +39,10 @@ template <class C> std::vector<shape> lut_shapes() {
     for (auto M : Ms)
       if (K > 0 && M > 0) v.push_back({K, M});
   v.push_back({6912, 7});
+  // Every third of split_rows spans nine or ten row tiles: kLutStreams (4) tiles two apart
+  // streamed together, then single ones.
+  v.push_back({2 * KB * G + 7, 25 * R + 5});
+  v.push_back({2561, 25 * R + 5});
   return v;
 }
 

@@ -766,7 +766,9 @@ class session {
  private:
   enum class head_mode { none, last, all };
   static constexpr std::int64_t kRowGrain = 16;  // matmul rows per split unit (keeps tiles and cache lines whole)
-  static constexpr std::int64_t kDecodeGrain = 64;  // smallest decode claim: 64 rows are 40 KiB of a 2B4T matrix
+  // Smallest decode claim: a multiple of every kernel's row tile (LUT tiles have up to 128 rows;
+  // a claim that cut one would compute it twice), 80 KiB of a 2B4T matrix.
+  static constexpr std::int64_t kDecodeGrain = 128;
 
   struct mm_job {
     const linear* L;

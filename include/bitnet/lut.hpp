@@ -76,7 +76,7 @@ inline constexpr int kMaxLutTile = 8;     // (RT / shuffle width) * tokens: inde
 inline constexpr int kMaxLutvRows = 4;    // rows per vector-LUT step
 inline constexpr int kMaxLutvTokens = 64; // tokens per vector-LUT table entry
 inline constexpr int kLutTableBytes = 30 * 1024;  // shuffle tables on the stack, all tokens of a pass
-inline constexpr int kLutStreams = 2;             // row tiles a GEMV pass streams together
+inline constexpr int kLutStreams = 4;             // row tiles a GEMV pass streams together
 
 // Bytes one shuffle looks up at once: the row-tile granularity of each arch.
 template <class Arch> constexpr int lut_width() noexcept {
