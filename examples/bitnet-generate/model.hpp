@@ -766,8 +766,7 @@ class session {
  private:
   enum class head_mode { none, last, all };
   static constexpr std::int64_t kRowGrain = 16;  // matmul rows per split unit (keeps tiles and cache lines whole)
-  // Smallest decode claim: a multiple of every kernel's row tile (LUT tiles have up to 128 rows;
-  // a claim that cut one would compute it twice), 80 KiB of a 2B4T matrix.
+  // Smallest decode claim (80 KiB of a 2B4T matrix), a multiple of every MAD row tile.
   static constexpr std::int64_t kDecodeGrain = 128;
 
   struct mm_job {
@@ -810,8 +809,11 @@ class session {
     };
     // Decode streams every weight once: rows are claimed at run time so the threads finish
     // together (a static split waited on the slower memory path at every join). Prefill
-    // chunks are compute-bound and even; they keep the static split.
-    if (T == 1)
+    // chunks are compute-bound and even; they keep the static split, and so do LUT GEMVs,
+    // which build their activation tables once per call.
+    bool lut = false;
+    for (const auto& j : jobs) lut = lut || j.L->lut_gemv;
+    if (T == 1 && !lut)
       pool_->parallel_for_dynamic(total, kDecodeGrain, body);
     else
       pool_->parallel_for(total, kRowGrain, body);
