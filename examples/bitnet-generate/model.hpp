@@ -611,11 +611,15 @@ inline void rms_norm(const float* x, const float* g, float* y, std::int64_t n, f
   }
 }
 
-// Attention inner loops over one head's cached rows: scores s_j = q·k_j and o += a_j·v_j.
+// Attention inner loops over one head's cached rows, n positions of hd values each:
+// scores  s_j = (q · k_j) * scale for j < n, returning max_j s_j;
+// wsum    o = sum_j a_j v_j (o overwritten).
 // Rows are f32 or f16 (kv_type). Portable versions keep 8 independent lanes (they vectorize
-// without reassociation flags); on x86 CPUs with AVX2 the kernels below use FMA and F16C.
-// Whichever is chosen is used for every query of a session, so results do not depend on the
-// batch or the thread count.
+// without reassociation flags); on x86 CPUs with AVX2 the kernels below use FMA and F16C,
+// with four positions' dot products in flight and the output held in registers across all
+// positions (per position, the same arithmetic as a one-row dot and axpy). Whichever is
+// chosen is used for every query of a session, so results do not depend on the batch or the
+// thread count.
 inline float kv_value(float v) noexcept { return v; }
 inline float kv_value(std::uint16_t v) noexcept { return fp16_to_f32(v); }
 
@@ -629,8 +633,20 @@ template <class T> float dot_portable(const float* q, const T* k, std::int64_t n
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
-template <class T> void axpy_portable(float* y, float a, const T* x, std::int64_t n) noexcept {
-  for (std::int64_t i = 0; i < n; ++i) y[i] += a * kv_value(x[i]);
+template <class T>
+float scores_portable(const float* q, const T* K, std::int64_t n, std::int64_t hd, float scale, float* s) noexcept {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::int64_t j = 0; j < n; ++j) {
+    s[j] = dot_portable(q, K + j * hd, hd) * scale;
+    mx = std::max(mx, s[j]);
+  }
+  return mx;
+}
+
+template <class T> void wsum_portable(const float* a, const T* V, std::int64_t n, std::int64_t hd, float* o) noexcept {
+  std::fill(o, o + hd, 0.0f);
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t i = 0; i < hd; ++i) o[i] += a[j] * kv_value(V[j * hd + i]);
 }
 
 #if BITNET_X86
@@ -639,34 +655,77 @@ BITNET_TARGET_AVX2 inline __m256 load8(const std::uint16_t* p) noexcept {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-template <class T> BITNET_TARGET_AVX2 float dot_avx2(const float* q, const T* k, std::int64_t n) noexcept {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+// q · k for P rows k_0 .. k_{P-1} (hd apart): two accumulators per row (16 values per step),
+// then a fixed reduction of each, so every row's result is the same for any P.
+template <int P, class T>
+BITNET_TARGET_AVX2 inline void dots_avx2(const float* q, const T* k, std::int64_t hd, float* out) noexcept {
+  __m256 a0[P], a1[P];
+  for (int r = 0; r < P; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
   std::int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), a1);
+  for (; i + 16 <= hd; i += 16) {
+    const __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+    for (int r = 0; r < P; ++r) {
+      a0[r] = _mm256_fmadd_ps(q0, load8(k + r * hd + i), a0[r]);
+      a1[r] = _mm256_fmadd_ps(q1, load8(k + r * hd + i + 8), a1[r]);
+    }
   }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
-  const __m256 a = _mm256_add_ps(a0, a1);
-  __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  r = _mm_add_ss(r, _mm_movehdup_ps(r));
-  float sum = _mm_cvtss_f32(r);
-  for (; i < n; ++i) sum += q[i] * kv_value(k[i]);
-  return sum;
+  const bool eight = i + 8 <= hd;
+  if (eight)
+    for (int r = 0; r < P; ++r) a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + r * hd + i), a0[r]);
+  for (int r = 0; r < P; ++r) {
+    const __m256 a = _mm256_add_ps(a0[r], a1[r]);
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    float sum = _mm_cvtss_f32(v);
+    for (std::int64_t t = eight ? i + 8 : i; t < hd; ++t) sum += q[t] * kv_value(k[r * hd + t]);
+    out[r] = sum;
+  }
 }
 
-template <class T> BITNET_TARGET_AVX2 void axpy_avx2(float* y, float a, const T* x, std::int64_t n) noexcept {
-  const __m256 va = _mm256_set1_ps(a);
-  std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += a * kv_value(x[i]);
+template <class T>
+BITNET_TARGET_AVX2 float scores_avx2(const float* q, const T* K, std::int64_t n, std::int64_t hd, float scale,
+                                     float* s) noexcept {
+  float mx = -std::numeric_limits<float>::infinity();
+  std::int64_t j = 0;
+  for (; j + 4 <= n; j += 4) dots_avx2<4>(q, K + j * hd, hd, s + j);
+  for (; j < n; ++j) dots_avx2<1>(q, K + j * hd, hd, s + j);
+  for (j = 0; j < n; ++j) {
+    s[j] *= scale;
+    mx = std::max(mx, s[j]);
+  }
+  return mx;
+}
+
+// o[d0 .. d0 + 8C) = sum_j a_j v_j over that slice, C accumulators held across all n rows.
+template <int C, class T>
+BITNET_TARGET_AVX2 inline void wsum_slice_avx2(const float* a, const T* V, std::int64_t n, std::int64_t hd,
+                                               std::int64_t d0, float* o) noexcept {
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+  for (std::int64_t j = 0; j < n; ++j) {
+    const __m256 w = _mm256_broadcast_ss(a + j);
+    for (int c = 0; c < C; ++c) acc[c] = _mm256_fmadd_ps(w, load8(V + j * hd + d0 + 8 * c), acc[c]);
+  }
+  for (int c = 0; c < C; ++c) _mm256_storeu_ps(o + d0 + 8 * c, acc[c]);
+}
+
+template <class T>
+BITNET_TARGET_AVX2 void wsum_avx2(const float* a, const T* V, std::int64_t n, std::int64_t hd, float* o) noexcept {
+  std::int64_t d = 0;
+  for (; d + 64 <= hd; d += 64) wsum_slice_avx2<8>(a, V, n, hd, d, o);
+  for (; d + 8 <= hd; d += 8) wsum_slice_avx2<1>(a, V, n, hd, d, o);
+  for (; d < hd; ++d) {
+    float acc = 0.0f;
+    for (std::int64_t j = 0; j < n; ++j) acc += a[j] * kv_value(V[j * hd + d]);
+    o[d] = acc;
+  }
 }
 #endif
 
 template <class T> struct attn_kernels {
-  float (*dot)(const float*, const T*, std::int64_t) noexcept;
-  void (*axpy)(float*, float, const T*, std::int64_t) noexcept;
+  float (*scores)(const float*, const T*, std::int64_t, std::int64_t, float, float*) noexcept;
+  void (*wsum)(const float*, const T*, std::int64_t, std::int64_t, float*) noexcept;
 };
 
 // AVX2 bodies when the ternary kernels' arch implies AVX2 (so --kernel-arch scalar also
@@ -674,9 +733,9 @@ template <class T> struct attn_kernels {
 template <class T> attn_kernels<T> select_attn_kernels([[maybe_unused]] std::string_view arch) noexcept {
 #if BITNET_X86
   if (arch == arch::avx2::name || arch == arch::avx512bw::name || arch == arch::avx512vnni::name)
-    return {&dot_avx2<T>, &axpy_avx2<T>};
+    return {&scores_avx2<T>, &wsum_avx2<T>};
 #endif
-  return {&dot_portable<T>, &axpy_portable<T>};
+  return {&scores_portable<T>, &wsum_portable<T>};
 }
 
 }  // namespace detail
@@ -883,20 +942,15 @@ class session {
     const T* K = kv_at(kc, l, kvh, 0);
     const T* Vc = kv_at(vc, l, kvh, 0);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    float mx = -std::numeric_limits<float>::infinity();
-    for (std::int64_t j = 0; j <= p; ++j) {
-      s[j] = ak.dot(q, K + j * hd, hd) * scale;
-      mx = std::max(mx, s[j]);
-    }
+    const float mx = ak.scores(q, K, p + 1, hd, scale, s);
     double sum = 0.0;
     for (std::int64_t j = 0; j <= p; ++j) {
       s[j] = std::exp(s[j] - mx);
       sum += static_cast<double>(s[j]);
     }
     const float inv = static_cast<float>(1.0 / sum);
-    float* o = att_.data() + t * c.n_embd + h * hd;
-    std::fill(o, o + hd, 0.0f);
-    for (std::int64_t j = 0; j <= p; ++j) ak.axpy(o, s[j] * inv, Vc + j * hd, hd);
+    for (std::int64_t j = 0; j <= p; ++j) s[j] *= inv;
+    ak.wsum(s, Vc, p + 1, hd, att_.data() + t * c.n_embd + h * hd);
   }
 
   // Decode: heads split in contiguous ranges (heads sharing a KV head stay on one thread and
