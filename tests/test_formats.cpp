@@ -276,7 +276,8 @@ TEST(Activation, PerTokenRowsMatchTheRowQuantizer) {
     const std::int64_t K = static_cast<std::int64_t>(row.size()), N = 1 + trial % 3, ld = K + trial % 5;
     std::vector<float> x(static_cast<std::size_t>(N * ld), 9.0f);
     for (std::int64_t n = 0; n < N; ++n)
-      for (std::int64_t k = 0; k < K; ++k) x[static_cast<std::size_t>(n * ld + k)] = row[static_cast<std::size_t>(k)] * (1.0f + 0.5f * static_cast<float>(n));
+      for (std::int64_t k = 0; k < K; ++k)
+        x[static_cast<std::size_t>(n * ld + k)] = row[static_cast<std::size_t>(k)] * (1.0f + 0.5f * static_cast<float>(n));
     xq.quantize(x.data(), N, K, ld, act_quant::per_token);
     const std::int64_t Kp = xq.padded_K();
     ASSERT_EQ(Kp, pad_to(K, kActPad));

@@ -30,8 +30,11 @@
 #include <cstdint>    // fixed-width integers
 #include <cstdlib>    // std::malloc, std::free for the counting operator new
 #include <new>        // operator new / delete replacements
+#include <random>     // attention loop inputs
 #include <cstring>    // std::memcmp
+#include <limits>     // infinity
 #include <string>     // names
+#include <type_traits>  // is_same_v
 #include <vector>     // data
 
 #include "runner_fixtures.hpp"
@@ -389,6 +392,59 @@ TEST(Model, ForcedScalarKernelsAgree) {
     scale = std::max(scale, static_cast<double>(std::fabs(va[i])));
   }
   EXPECT_LE(worst, 1e-4 * scale);
+}
+
+// The attention loops the session picks for an AVX2 kernel arch, against a double-precision
+// sum, for head sizes with every kind of tail (16-value steps, one 8-value step, scalar
+// values, 64-value output slices) and position counts around the four-row step; f32 and f16 rows.
+template <class T> void check_attention_loops(const bitnet::run::detail::attn_kernels<T>& ak) {
+  using bitnet::run::detail::kv_value;
+  std::mt19937 gen(17);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const auto stored = [](float v) {
+    if constexpr (std::is_same_v<T, float>) return v;
+    else return bitnet::f32_to_fp16(v);
+  };
+  for (std::int64_t hd : {1, 7, 8, 15, 16, 24, 64, 72, 100, 128, 200})
+    for (std::int64_t n : {1, 3, 4, 5, 9, 33}) {
+      const auto sz = [](std::int64_t v) { return static_cast<std::size_t>(v); };
+      std::vector<float> q(sz(hd)), a(sz(n)), s(sz(n));
+      std::vector<T> K(sz(n * hd)), V(K.size());
+      for (auto& v : q) v = nd(gen);
+      for (auto& v : a) v = nd(gen);
+      for (auto& v : K) v = stored(nd(gen));
+      for (auto& v : V) v = stored(nd(gen));
+      const float scale = 0.125f;
+      const float mx = ak.scores(q.data(), K.data(), n, hd, scale, s.data());
+      float want_mx = -std::numeric_limits<float>::infinity();
+      for (std::int64_t j = 0; j < n; ++j) {
+        double d = 0.0;
+        for (std::int64_t i = 0; i < hd; ++i) d += static_cast<double>(q[sz(i)]) * kv_value(K[sz(j * hd + i)]);
+        ASSERT_NEAR(s[sz(j)], d * scale, 1e-5 * (1.0 + std::sqrt(static_cast<double>(hd))))
+            << "hd " << hd << " n " << n << " j " << j;
+        want_mx = std::max(want_mx, s[sz(j)]);
+      }
+      ASSERT_EQ(mx, want_mx) << "hd " << hd << " n " << n;
+      std::vector<float> o(sz(hd + 1), 42.0f);
+      ak.wsum(a.data(), V.data(), n, hd, o.data());
+      for (std::int64_t i = 0; i < hd; ++i) {
+        double d = 0.0;
+        for (std::int64_t j = 0; j < n; ++j) d += static_cast<double>(a[sz(j)]) * kv_value(V[sz(j * hd + i)]);
+        ASSERT_NEAR(o[sz(i)], d, 1e-5 * (1.0 + static_cast<double>(n))) << "hd " << hd << " n " << n << " i " << i;
+      }
+      ASSERT_EQ(o[sz(hd)], 42.0f) << "wrote past the output, hd " << hd;
+    }
+}
+
+TEST(Model, AttentionLoopsMatchADoubleSum) {
+  namespace bd = bitnet::run::detail;
+  check_attention_loops(bd::select_attn_kernels<float>(bitnet::arch::scalar::name));
+  check_attention_loops(bd::select_attn_kernels<std::uint16_t>(bitnet::arch::scalar::name));
+#if BITNET_X86
+  if (!bitnet::cpu_features::detect().avx2) GTEST_SKIP() << "this CPU has no AVX2 (portable loops checked)";
+  check_attention_loops(bd::select_attn_kernels<float>(bitnet::arch::avx2::name));
+  check_attention_loops(bd::select_attn_kernels<std::uint16_t>(bitnet::arch::avx2::name));
+#endif
 }
 
 TEST(Model, ContextOverflowIsRefused) {
