@@ -612,7 +612,7 @@ inline void rms_norm(const float* x, const float* g, float* y, std::int64_t n, f
 }
 
 // Attention inner loops over one head's cached rows, n positions of hd values each:
-// scores  s_j = (q · k_j) * scale for j < n, returning max_j s_j;
+// dots    s_j = q · k_j for j < n;
 // wsum    o = sum_j a_j v_j (o overwritten).
 // Rows are f32 or f16 (kv_type). Portable versions keep 8 independent lanes (they vectorize
 // without reassociation flags); on x86 CPUs with AVX2 the kernels below use FMA and F16C,
@@ -633,14 +633,8 @@ template <class T> float dot_portable(const float* q, const T* k, std::int64_t n
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
-template <class T>
-float scores_portable(const float* q, const T* K, std::int64_t n, std::int64_t hd, float scale, float* s) noexcept {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (std::int64_t j = 0; j < n; ++j) {
-    s[j] = dot_portable(q, K + j * hd, hd) * scale;
-    mx = std::max(mx, s[j]);
-  }
-  return mx;
+template <class T> void dots_portable(const float* q, const T* K, std::int64_t n, std::int64_t hd, float* s) noexcept {
+  for (std::int64_t j = 0; j < n; ++j) s[j] = dot_portable(q, K + j * hd, hd);
 }
 
 template <class T> void wsum_portable(const float* a, const T* V, std::int64_t n, std::int64_t hd, float* o) noexcept {
@@ -658,7 +652,7 @@ BITNET_TARGET_AVX2 inline __m256 load8(const std::uint16_t* p) noexcept {
 // q · k for P rows k_0 .. k_{P-1} (hd apart): two accumulators per row (16 values per step),
 // then a fixed reduction of each, so every row's result is the same for any P.
 template <int P, class T>
-BITNET_TARGET_AVX2 inline void dots_avx2(const float* q, const T* k, std::int64_t hd, float* out) noexcept {
+BITNET_TARGET_AVX2 inline void dot_rows_avx2(const float* q, const T* k, std::int64_t hd, float* out) noexcept {
   __m256 a0[P], a1[P];
   for (int r = 0; r < P; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
   std::int64_t i = 0;
@@ -684,17 +678,10 @@ BITNET_TARGET_AVX2 inline void dots_avx2(const float* q, const T* k, std::int64_
 }
 
 template <class T>
-BITNET_TARGET_AVX2 float scores_avx2(const float* q, const T* K, std::int64_t n, std::int64_t hd, float scale,
-                                     float* s) noexcept {
-  float mx = -std::numeric_limits<float>::infinity();
+BITNET_TARGET_AVX2 void dots_avx2(const float* q, const T* K, std::int64_t n, std::int64_t hd, float* s) noexcept {
   std::int64_t j = 0;
-  for (; j + 4 <= n; j += 4) dots_avx2<4>(q, K + j * hd, hd, s + j);
-  for (; j < n; ++j) dots_avx2<1>(q, K + j * hd, hd, s + j);
-  for (j = 0; j < n; ++j) {
-    s[j] *= scale;
-    mx = std::max(mx, s[j]);
-  }
-  return mx;
+  for (; j + 4 <= n; j += 4) dot_rows_avx2<4>(q, K + j * hd, hd, s + j);
+  for (; j < n; ++j) dot_rows_avx2<1>(q, K + j * hd, hd, s + j);
 }
 
 // o[d0 .. d0 + 8C) = sum_j a_j v_j over that slice, C accumulators held across all n rows.
@@ -724,7 +711,7 @@ BITNET_TARGET_AVX2 void wsum_avx2(const float* a, const T* V, std::int64_t n, st
 #endif
 
 template <class T> struct attn_kernels {
-  float (*scores)(const float*, const T*, std::int64_t, std::int64_t, float, float*) noexcept;
+  void (*dots)(const float*, const T*, std::int64_t, std::int64_t, float*) noexcept;
   void (*wsum)(const float*, const T*, std::int64_t, std::int64_t, float*) noexcept;
 };
 
@@ -733,9 +720,9 @@ template <class T> struct attn_kernels {
 template <class T> attn_kernels<T> select_attn_kernels([[maybe_unused]] std::string_view arch) noexcept {
 #if BITNET_X86
   if (arch == arch::avx2::name || arch == arch::avx512bw::name || arch == arch::avx512vnni::name)
-    return {&scores_avx2<T>, &wsum_avx2<T>};
+    return {&dots_avx2<T>, &wsum_avx2<T>};
 #endif
-  return {&scores_portable<T>, &wsum_portable<T>};
+  return {&dots_portable<T>, &wsum_portable<T>};
 }
 
 }  // namespace detail
@@ -942,7 +929,12 @@ class session {
     const T* K = kv_at(kc, l, kvh, 0);
     const T* Vc = kv_at(vc, l, kvh, 0);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const float mx = ak.scores(q, K, p + 1, hd, scale, s);
+    ak.dots(q, K, p + 1, hd, s);
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::int64_t j = 0; j <= p; ++j) {
+      s[j] *= scale;
+      mx = std::max(mx, s[j]);
+    }
     double sum = 0.0;
     for (std::int64_t j = 0; j <= p; ++j) {
       s[j] = std::exp(s[j] - mx);

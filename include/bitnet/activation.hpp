@@ -111,26 +111,35 @@ inline int rne(float v) noexcept {
   return (i & 0x007FFFFF) - 0x00400000;
 }
 
-// Quantize one row, per token. Writes q[0..K), returns the scale, sets sum.
-inline float quantize_row_i8s(const float* x, std::int64_t K, std::int8_t* q, std::int32_t& sum) noexcept {
-  // max |x| as the largest sign-cleared bit pattern: for non-NaN floats the order of those
-  // patterns as integers is the order of |x|, and an integer max reduction vectorizes (a float
-  // one does not without -ffast-math; it was a scalar max chain, about 1% of a 2B4T decode).
-  // NaNs are capped at +inf, where the float max used to skip them: garbage in either case.
-  std::uint32_t abits = 0;
-  for (std::int64_t k = 0; k < K; ++k) {
-    std::uint32_t b;
-    std::memcpy(&b, x + k, sizeof b);
-    b &= 0x7FFFFFFFu;
-    abits = std::max(abits, std::min(b, 0x7F800000u));
-  }
+namespace detail {
+// The per-token quantizer's steps, shared by quantize_row_i8s and the AVX2 body below.
+// max |x| is taken as the largest sign-cleared bit pattern: for non-NaN floats the order of
+// those patterns as integers is the order of |x|, and an integer max reduction vectorizes (a
+// float one does not without -ffast-math; it was a scalar max chain, about 1% of a 2B4T
+// decode). NaNs are capped at +inf, where the float max used to skip them: garbage in either case.
+inline std::uint32_t abs_bits(float v) noexcept {
+  std::uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return std::min(b & 0x7FFFFFFFu, 0x7F800000u);
+}
+// s = float(127 / max(amax, 1e-5)), amax in double, from the largest abs_bits.
+inline float per_token_scale(std::uint32_t abits) noexcept {
   float af;
   std::memcpy(&af, &abits, sizeof af);
-  const double amax = std::max(static_cast<double>(af), 1e-5);
-  const float s = static_cast<float>(127.0 / amax);
+  return static_cast<float>(127.0 / std::max(static_cast<double>(af), 1e-5));
+}
+// q = clamp(rne(x * s), -128, 127).
+inline int quantize_i8s(float x, float s) noexcept { return std::min(127, std::max(-128, rne(x * s))); }
+}  // namespace detail
+
+// Quantize one row, per token. Writes q[0..K), returns the scale, sets sum.
+inline float quantize_row_i8s(const float* x, std::int64_t K, std::int8_t* q, std::int32_t& sum) noexcept {
+  std::uint32_t abits = 0;
+  for (std::int64_t k = 0; k < K; ++k) abits = std::max(abits, detail::abs_bits(x[k]));
+  const float s = detail::per_token_scale(abits);
   std::int32_t acc = 0;
   for (std::int64_t k = 0; k < K; ++k) {
-    const int v = std::min(127, std::max(-128, rne(x[k] * s)));
+    const int v = detail::quantize_i8s(x[k], s);
     q[k] = static_cast<std::int8_t>(v);
     acc += v;
   }
@@ -173,14 +182,8 @@ __attribute__((target("avx2"))) inline float quantize_row_i8s_avx2(const float* 
   m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4E));
   m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xB1));
   std::uint32_t abits = static_cast<std::uint32_t>(_mm_cvtsi128_si32(m));
-  for (; k < K; ++k) {
-    std::uint32_t b;
-    std::memcpy(&b, x + k, sizeof b);
-    abits = std::max(abits, std::min(b & 0x7FFFFFFFu, 0x7F800000u));
-  }
-  float af;
-  std::memcpy(&af, &abits, sizeof af);
-  const float s = static_cast<float>(127.0 / std::max(static_cast<double>(af), 1e-5));
+  for (; k < K; ++k) abits = std::max(abits, abs_bits(x[k]));
+  const float s = per_token_scale(abits);
 
   const __m256 vs = _mm256_set1_ps(s);
   const __m256i lo = _mm256_set1_epi32(-128), hi = _mm256_set1_epi32(127);
@@ -205,7 +208,7 @@ __attribute__((target("avx2"))) inline float quantize_row_i8s_avx2(const float* 
     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
     std::int32_t bs = _mm_cvtsi128_si32(h);
     for (; i < e; ++i) {
-      const int v = std::min(127, std::max(-128, rne(x[i] * s)));
+      const int v = quantize_i8s(x[i], s);
       q[i] = static_cast<std::int8_t>(v);
       bs += v;
     }
