@@ -47,6 +47,9 @@ template <class C, class F> void run_on_arch(F f) {
     GTEST_SKIP() << C::name() << ": not compiled for this CPU family (the x86 or aarch64 build runs it)";
   } else {
     if (!arch_available<typename C::arch>()) GTEST_SKIP() << C::name() << ": this CPU cannot run " << C::arch::name;
+    if constexpr (requires { C::needs_vbmi; })
+      if (C::needs_vbmi && !cpu_features::detect().avx512vbmi)
+        GTEST_SKIP() << C::name() << ": this CPU has no AVX-512 VBMI";
     f.template operator()<C>();
   }
 }

@@ -24,13 +24,15 @@ namespace {
 template <class C> constexpr std::int64_t block_groups() {
   if constexpr (C::kind == lut_kind::shuffle)
     return detail::lut_block_groups<C::g, C::unroll>();
+  else if constexpr (C::kind == lut_kind::dot)
+    return 32 * kLutdSuperBlocks;  // groups per table build
   else
     return detail::lutv_table_groups<C::tokens>();
 }
 
 template <class C> std::vector<shape> lut_shapes() {
   constexpr std::int64_t G = C::g, KB = block_groups<C>();
-  constexpr std::int64_t R = C::kind == lut_kind::shuffle ? C::rows : C::rows + 16;
+  constexpr std::int64_t R = C::kind == lut_kind::vector ? C::rows + 16 : C::rows;
   std::vector<std::int64_t> Ks{1,      2,          3,          5,           8 * G - 1,  8 * G,      8 * G + 1,
                                KB * G - 1, KB * G, KB * G + 1, 2 * KB * G + 7, 2560,      2561};
   std::vector<std::int64_t> Ms{1, R - 1, R, R + 1, 2 * R + 3, 13, 97};
@@ -152,7 +154,10 @@ template <class C> void LutGemv_Rejects() {
   ternary_weights tw{300, 4, std::vector<std::int8_t>(1200, 1), 1.0f, {}};
   const auto W = repack_lut(tw, C::layout());
   lut_layout other = C::layout();
-  other.g = C::g == 2 ? 3 : 2;
+  if (C::kind == lut_kind::dot)
+    other.kind = lut_kind::shuffle;
+  else
+    other.g = C::g == 2 ? 3 : 2;
   const auto Wother = repack_lut(tw, other);
   activations X;
   auto x = test::random_floats(600, 1);
@@ -267,6 +272,14 @@ TEST(LutLayout, RepackValidatesAndCountsBytes) {
   EXPECT_THROW(repack_lut(tw, {lut_kind::shuffle, 4, 32}), std::invalid_argument);
   EXPECT_THROW(repack_lut(tw, {lut_kind::shuffle, 3, 24}), std::invalid_argument);
   EXPECT_THROW(repack_lut(tw, {lut_kind::vector, 2, 0}), std::invalid_argument);
+  const auto d = repack_lut(tw, {lut_kind::dot, 3, 32});
+  EXPECT_EQ(d.groups(), 352);                      // 334 groups -> blocks of 32
+  EXPECT_EQ(d.tiles(), 3);
+  EXPECT_EQ(d.packed_bytes(), 3u * 11 * 2 * 320);  // 1.67 bits per weight plus padding
+  EXPECT_EQ(d.layout.name(), "lutd/g3/r32");
+  EXPECT_THROW(repack_lut(tw, {lut_kind::dot, 3, 24}), std::invalid_argument);
+  EXPECT_THROW(repack_lut(tw, {lut_kind::dot, 3, 128}), std::invalid_argument);
+  EXPECT_THROW(repack_lut(tw, {lut_kind::dot, 2, 32}), std::invalid_argument);
   ternary_weights blocks{256, 2, std::vector<std::int8_t>(512, 1), 0.0f, {0.5f, 0.25f}};
   EXPECT_THROW(repack_lut(blocks, {lut_kind::shuffle, 3, 32}), std::invalid_argument);
 }

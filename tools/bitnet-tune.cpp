@@ -130,7 +130,7 @@ struct kernel {
   int rank = 0;
   std::string family() const {
     if (!k.lut) return "MAD t2";
-    return k.layout.kind == lut_kind::vector ? "LUT vector" : "LUT shuffle";
+    return k.layout.kind == lut_kind::vector ? "LUT vector" : (k.layout.kind == lut_kind::dot ? "LUT dot" : "LUT shuffle");
   }
   std::string layout_key() const { return k.lut ? k.layout.name() : "t2/b" + std::to_string(k.block); }
 };

@@ -34,6 +34,12 @@
 #define BITNET_TARGET_AVX512VNNI \
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 // The same targets plus always_inline, for lambdas inside those bodies.
+// VNNI plus VBMI (vpermb): only the LUT dot kernels (lut.hpp, lutd) use it; they run on the
+// avx512vnni tag when cpu_features::avx512vbmi is set as well.
+#define BITNET_TARGET_AVX512VBMI \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+#define BITNET_INLINE_AVX512VBMI \
+  __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 #define BITNET_INLINE_AVX2 __attribute__((always_inline, target("avx2,fma,f16c")))
 #define BITNET_INLINE_AVX512BW \
   __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
@@ -110,6 +116,7 @@ struct cpu_features {
   bool avx2 = false;  // AVX2 + FMA + F16C, OS saves YMM
   bool avx512bw = false;
   bool avx512vnni = false;
+  bool avx512vbmi = false;  // VNNI and VBMI (byte permutes): the lutd kernels' extra requirement
   bool neon64 = false;
   bool dotprod = false;
 
@@ -123,6 +130,7 @@ struct cpu_features {
     f.avx512bw = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     f.avx512vnni = f.avx512bw && __builtin_cpu_supports("avx512vnni");
+    f.avx512vbmi = f.avx512vnni && __builtin_cpu_supports("avx512vbmi");
 #endif
 #if BITNET_ARM64
     f.neon64 = true;  // Advanced SIMD is mandatory on AArch64
@@ -139,7 +147,7 @@ struct cpu_features {
     cpu_features f = *this;
     if (max_rank < arch::avx2::rank) f.avx2 = false;
     if (max_rank < arch::avx512bw::rank) f.avx512bw = false;
-    if (max_rank < arch::avx512vnni::rank) f.avx512vnni = false;
+    if (max_rank < arch::avx512vnni::rank) f.avx512vnni = f.avx512vbmi = false;
     if (max_rank < arch::neon64::rank) f.neon64 = false;
     if (max_rank < arch::neon64_dotprod::rank) f.dotprod = false;
     return f;

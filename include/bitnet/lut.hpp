@@ -6,7 +6,7 @@
 // ternary-formats.md section 4). Here the tables are templates for any K and M chosen
 // at run time: no per-shape code, no generated headers, no build-time Python.
 //
-// Two families, each with its own weight layout (lut_matrix, made once by repack_lut
+// Three families, each with its own weight layout (lut_matrix, made once by repack_lut
 // from any ternary_weights / ternary_matrix, so from any file format):
 //
 //   gemv_lut_q8/<arch>/g<G>/r<RT>/u<U>      shuffle LUT, batch 1
@@ -32,6 +32,20 @@
 //     Layout "lutv/g3": groups padded to a multiple of 32; per block of 32 groups, per
 //     row, 32 pattern bytes p = 9*(w0+1) + 3*(w1+1) + (w2+1) (2.67 bits per weight).
 //
+//   gemv_lutd_q8/<arch>/g3/r<RT>             dot LUT, batch 1 (scalar; avx512vnni + VBMI)
+//     The G = 3 tables of the shuffle family, looked up with one 64-entry byte permute
+//     (vpermb) for 16 rows x 4 groups at once: byte 4i + j of an index vector is row i,
+//     group j of a quad, and reads quarter j of the quad's 64-byte table. The low and high
+//     table bytes are multiplied by the group's sign (+1 / -1) and summed per row by
+//     vpdpbusd, so rows accumulate exactly in int32 lanes in order: about 7.5 vector ops per
+//     64 groups, against 11.5 for the shuffle family. High bytes are stored + 128 (unsigned
+//     for vpdpbusd); the per-row correction -32768 * (sum of signs) removes that.
+//     Layout "lutd/g3/r<RT>" (RT = 16, 32, 48, 64): groups padded to a multiple of 32 (a
+//     block); per tile, per block, per 16-row subtile, 320 bytes: 4 index vectors of 64
+//     bytes (vector p, byte 4i + j: low nibble = group 4(2p) + j, high nibble = group
+//     4(2p+1) + j, of row i) and a sign vector (byte 4i + j, bit q: group 4q + j). 1.67 bits
+//     per weight, like the G = 3 shuffle layout.
+//
 // Results: exact int32 sums of w * q, then the per-token epilogue of gemv.hpp,
 //   y = (((float)dot_c - (float)sum_q) / s_x) * s_w,  dot_c = sum w*q + sum_q (int32),
 // so LUT and MAD (t2) kernels give bit-identical floats for the same inputs.
@@ -39,7 +53,8 @@
 // semantics); anything else throws std::invalid_argument (use the t2 kernels).
 //
 // Scratch: the shuffle kernels keep their tables (at most kLutTableBytes, 30 KiB) on the stack and
-// use the caller's output rows as int32 scratch between K blocks; the vector kernels
+// use the caller's output rows as int32 scratch between K blocks; the dot kernels likewise, with
+// up to 81 KiB of tables (kLutdSuperBlocks: K up to 7680 in one pass); the vector kernels
 // allocate (rows x NT) int32 partial sums plus ~28 KiB of tables per call.
 // Registries: lut_gemv_variants(), lut_gemm_variants() (same fields as dispatch.hpp's
 // entries, plus the layout each kernel needs).
@@ -77,6 +92,12 @@ inline constexpr int kMaxLutvRows = 4;    // rows per vector-LUT step
 inline constexpr int kMaxLutvTokens = 64; // tokens per vector-LUT table entry
 inline constexpr int kLutTableBytes = 30 * 1024;  // shuffle tables on the stack, all tokens of a pass
 inline constexpr int kLutStreams = 4;             // row tiles a GEMV pass streams together
+inline constexpr int kMaxLutdRows = 64;           // rows per dot tile (2 int32 accumulators per 16 rows)
+inline constexpr int kLutdStreams = 3;  // row tiles a dot GEMV streams together (2 or 4: 3-6% slower from DRAM)
+// 32-group blocks per dot table build (1 KiB each): the 2B4T K = 6912 in one pass. With 30 (as
+// the shuffle family's 30 KiB), 2560x6912 from DRAM ran at 55 G weights/s instead of 73: each
+// tile was read in three pieces.
+inline constexpr int kLutdSuperBlocks = 80;
 
 // Bytes one shuffle looks up at once: the row-tile granularity of each arch.
 template <class Arch> constexpr int lut_width() noexcept {
@@ -88,7 +109,7 @@ template <class Arch> constexpr int lut_width() noexcept {
     return 16;  // scalar, neon64, neon64_dotprod
 }
 
-enum class lut_kind : std::uint8_t { shuffle, vector };
+enum class lut_kind : std::uint8_t { shuffle, vector, dot };
 
 // The weight layout a LUT kernel reads.
 struct lut_layout {
@@ -97,7 +118,7 @@ struct lut_layout {
   int rows = 32;  // shuffle: rows per tile; vector: 0
   std::string name() const {
     if (kind == lut_kind::vector) return "lutv/g" + std::to_string(g);
-    return "lut/g" + std::to_string(g) + "/r" + std::to_string(rows);
+    return (kind == lut_kind::dot ? "lutd/g" : "lut/g") + std::to_string(g) + "/r" + std::to_string(rows);
   }
   friend bool operator==(const lut_layout&, const lut_layout&) = default;
 };
@@ -132,6 +153,21 @@ template <class Arch, int G, int RT, int Tokens> struct lut_gemm_config {
   static std::string name() {
     return "gemm_lut_q8/" + std::string(Arch::name) + "/g" + std::to_string(G) + "/r" + std::to_string(RT) + "/t" +
            std::to_string(Tokens);
+  }
+};
+
+// The dot family (GEMV only): avx512vnni (which must also have VBMI) and a portable body.
+template <class Arch, int RT> struct lutd_gemv_config {
+  static_assert(std::is_same_v<Arch, bitnet::arch::scalar> || std::is_same_v<Arch, bitnet::arch::avx512vnni>,
+                "the LUT dot kernels exist for scalar and avx512vnni (+VBMI)");
+  static_assert(RT >= 16 && RT <= kMaxLutdRows && RT % 16 == 0, "LUT dot Rows: 16, 32, 48 or 64");
+  using arch = Arch;
+  static constexpr int g = 3, rows = RT, unroll = 1, tokens = 1;
+  static constexpr lut_kind kind = lut_kind::dot;
+  static constexpr bool needs_vbmi = std::is_same_v<Arch, bitnet::arch::avx512vnni>;
+  static lut_layout layout() { return {lut_kind::dot, 3, RT}; }
+  static std::string name() {
+    return "gemv_lutd_q8/" + std::string(Arch::name) + "/g3/r" + std::to_string(RT);
   }
 };
 
@@ -174,11 +210,16 @@ class lut_matrix {
   // Groups of G weights per row, padded (multiple of 8 for shuffle, 32 for vector).
   std::int64_t groups() const noexcept { return groups_; }
   // Shuffle layout.
-  std::int64_t tiles() const noexcept { return layout.kind == lut_kind::shuffle ? (M + layout.rows - 1) / layout.rows : 0; }
+  std::int64_t tiles() const noexcept { return layout.kind != lut_kind::vector ? (M + layout.rows - 1) / layout.rows : 0; }
   std::int64_t octet_bytes() const noexcept { return (layout.g == 2 ? 4 : 5) * static_cast<std::int64_t>(layout.rows); }
-  std::int64_t tile_bytes() const noexcept { return groups_ / 8 * octet_bytes(); }
+  // Dot layout: bytes of one 32-group block of a tile (RT / 16 subtiles).
+  std::int64_t dot_block_bytes() const noexcept { return layout.rows / 16 * detail::kLutdSubtileBytes; }
+  std::int64_t tile_bytes() const noexcept {
+    return layout.kind == lut_kind::dot ? groups_ / 32 * dot_block_bytes() : groups_ / 8 * octet_bytes();
+  }
   const std::uint8_t* tile(std::int64_t t) const noexcept { return data_.data() + t * tile_bytes(); }
-  // Number of sign-set (one's-complemented) groups of row m (G = 3 shuffle), else 0.
+  // Added to row m's int32 sum: G = 3 shuffle, the number of sign-set (one's-complemented)
+  // groups; dot, -32768 * (sum of the groups' signs), removing the +128 of the high bytes; else 0.
   std::int32_t correction(std::int64_t m) const noexcept {
     return corr_.empty() ? 0 : corr_[static_cast<std::size_t>(m)];
   }
@@ -216,6 +257,9 @@ inline lut_matrix repack_lut(const ternary_weights& src, const lut_layout& L) {
                                 std::to_string(kMaxLutRows) + "], got " + std::to_string(L.rows));
   if (L.kind == lut_kind::vector && (L.g != 3 || L.rows != 0))
     throw std::invalid_argument("repack_lut: the vector layout is lutv/g3 (rows 0), got " + L.name());
+  if (L.kind == lut_kind::dot && (L.g != 3 || L.rows < 16 || L.rows > kMaxLutdRows || L.rows % 16 != 0))
+    throw std::invalid_argument("repack_lut: the dot layout is lutd/g3 with rows per tile a multiple of 16 in [16, " +
+                                std::to_string(kMaxLutdRows) + "], got " + L.name());
   if (src.K <= 0 || src.M <= 0) throw std::invalid_argument("repack_lut: K and M must be positive");
   if (!src.block_scales.empty())
     throw std::invalid_argument("repack_lut: LUT kernels need one per-tensor weight scale; this matrix has per-block "
@@ -244,6 +288,40 @@ inline lut_matrix repack_lut(const ternary_weights& src, const lut_layout& L) {
         const std::int64_t b = j / detail::kLutvLayoutBlock;
         d[(b * src.M + m) * detail::kLutvLayoutBlock + j % detail::kLutvLayoutBlock] = static_cast<std::uint8_t>(p);
       }
+    return t;
+  }
+  if (L.kind == lut_kind::dot) {
+    // Per tile, per block of 32 groups, per 16-row subtile: 4 index vectors and 1 sign vector
+    // of 64 bytes. Byte 4i + j of index vector p: row i of the subtile, low nibble group
+    // 4(2p) + j, high nibble group 4(2p + 1) + j; bit q of sign byte 4i + j: group 4q + j.
+    const std::int64_t RT = L.rows;
+    t.groups_ = pad_to(ng, 32);
+    if (t.groups_ > 65535)  // the per-row correction, -32768 * (sum of signs), must fit in int32
+      throw std::invalid_argument("repack_lut: K=" + std::to_string(src.K) + " is too long for the dot layout");
+    const std::int64_t ntiles = t.tiles(), tb = t.tile_bytes(), bb = t.dot_block_bytes();
+    t.data_.resize(static_cast<std::size_t>(ntiles * tb));
+    std::uint8_t* d = t.data_.data();
+    for (std::size_t i = 0; i < t.data_.size(); ++i) d[i] = 0;  // index 0, sign +: the all-zero pattern
+    std::vector<std::int32_t> neg_groups(static_cast<std::size_t>(ntiles * RT), 0);
+    for (std::int64_t m = 0; m < src.M; ++m) {
+      const std::int64_t r = m % RT, u = r / 16, i = r % 16;
+      std::uint8_t* tile = d + (m / RT) * tb;
+      for (std::int64_t j = 0; j < ng; ++j) {
+        int w[3] = {weight(m, 3 * j), weight(m, 3 * j + 1), weight(m, 3 * j + 2)};
+        bool neg = false;
+        const int e = detail::lut_index<3>(w, neg);
+        const std::int64_t q = (j % 32) / 4, jq = j % 4;
+        std::uint8_t* sub = tile + (j / 32) * bb + u * detail::kLutdSubtileBytes;
+        sub[(q / 2) * 64 + 4 * i + jq] |= static_cast<std::uint8_t>(e << (4 * (q & 1)));
+        if (neg) {
+          sub[256 + 4 * i + jq] |= static_cast<std::uint8_t>(1 << q);
+          ++neg_groups[static_cast<std::size_t>(m)];
+        }
+      }
+    }
+    t.corr_.resize(neg_groups.size());
+    for (std::size_t m = 0; m < neg_groups.size(); ++m)
+      t.corr_[m] = -32768 * static_cast<std::int32_t>(t.groups_ - 2 * neg_groups[m]);
     return t;
   }
   const std::int64_t RT = L.rows;
@@ -363,6 +441,49 @@ void lut_shuffle_pass(const lut_matrix& W, const activations& X, std::int64_t x0
   }
 }
 
+// Dot LUT GEMV, rows [r0, r1) from activation row x0. Tables for a super block of up to
+// kLutdSuperBlocks blocks of 32 groups are built and arranged once, then every tile of the
+// range runs through it, kLutdStreams far-apart tiles together. Partial sums between super
+// blocks live in the output rows (interior tiles) or a stack buffer (the two cut tiles).
+template <class Arch, int RT>
+void lutd_pass(const lut_matrix& W, const activations& X, std::int64_t x0, float* y, std::int64_t r0,
+               std::int64_t r1) {
+  if (r0 >= r1) return;
+  alignas(64) std::uint8_t raw[32 * 32];
+  alignas(64) std::uint8_t tbl[kLutdSuperBlocks * 1024];
+  alignas(64) std::int32_t edge[2][RT];
+  const std::int64_t tb = r0 / RT, te = (r1 + RT - 1) / RT, nblk = W.groups() / 32, bb = W.dot_block_bytes();
+  auto partial = [&](std::int64_t tile) -> std::int32_t* {
+    if (tile * RT >= r0 && (tile + 1) * RT <= r1) return reinterpret_cast<std::int32_t*>(y + tile * RT);
+    return edge[tile == tb ? 0 : 1];
+  };
+  for (std::int64_t b0 = 0; b0 < nblk; b0 += kLutdSuperBlocks) {
+    const std::int64_t ns = std::min<std::int64_t>(kLutdSuperBlocks, nblk - b0);
+    for (std::int64_t b = 0; b < ns; ++b) {
+      lut_impl<Arch>::template build_tables<3>(X.q(x0), (b0 + b) * 96, X.padded_K(), 32, raw);
+      lut_impl<Arch>::lutd_arrange(raw, 8, tbl + b * 1024);
+    }
+    auto run = [&]<int S>(std::int64_t tile, std::int64_t stride) {
+      const std::uint8_t* w[S];
+      std::int32_t* p[S];
+      for (int k = 0; k < S; ++k) {
+        w[k] = W.tile(tile + k * stride) + b0 * bb;
+        p[k] = partial(tile + k * stride);
+      }
+      lut_impl<Arch>::template lutd_tile<RT, S>(w, ns, tbl, p, b0 == 0);
+    };
+    for_each_stream_tile<kLutdStreams>(
+        tb, te, [&](std::int64_t tile, std::int64_t stride) { run.template operator()<kLutdStreams>(tile, stride); },
+        [&](std::int64_t tile) { run.template operator()<1>(tile, 0); });
+  }
+  const std::int32_t sq = X.sum(x0);
+  const float sx = X.scale(x0), sw = W.scale;
+  for (std::int64_t m = r0; m < r1; ++m) {
+    const std::int64_t tile = m / RT;
+    y[m] = lut_epilogue(load_i32(partial(tile), static_cast<int>(m - tile * RT)) + W.correction(m), sq, sx, sw);
+  }
+}
+
 template <class Arch, int NT, int R>
 void lutv_gemm_run(const lut_matrix& W, const activations& X, float* Y, std::int64_t ldy, std::int64_t r0,
                    std::int64_t r1) {
@@ -405,11 +526,14 @@ void lutv_gemm_run(const lut_matrix& W, const activations& X, float* Y, std::int
 template <class Config>
 void gemv_lut(const lut_matrix& W, const activations& X, std::int64_t n, float* y, std::int64_t row_begin,
               std::int64_t row_end) {
-  static_assert(Config::kind == lut_kind::shuffle, "gemv_lut takes a lut_gemv_config");
+  static_assert(Config::kind != lut_kind::vector, "gemv_lut takes a lut_gemv_config or lutd_gemv_config");
   detail::check_lut_operands(W, X, Config::layout(), row_begin, row_end);
   if (n < 0 || n >= X.rows()) throw std::invalid_argument("LUT kernel: activation row out of range");
-  detail::lut_shuffle_pass<typename Config::arch, Config::g, Config::rows, Config::unroll, 1>(W, X, n, y, 0, row_begin,
-                                                                                           row_end);
+  if constexpr (Config::kind == lut_kind::dot)
+    detail::lutd_pass<typename Config::arch, Config::rows>(W, X, n, y, row_begin, row_end);
+  else
+    detail::lut_shuffle_pass<typename Config::arch, Config::g, Config::rows, Config::unroll, 1>(W, X, n, y, 0,
+                                                                                             row_begin, row_end);
 }
 
 // Y[t*ldy + m] for every activation row t of X and m in [row_begin, row_end).
@@ -444,7 +568,8 @@ using lut_gemv_grid = type_list<
     lut_gemv_config<arch::avx2, 3, 32, 1>, lut_gemv_config<arch::avx2, 3, 32, 2>, lut_gemv_config<arch::avx2, 3, 64, 1>,
     lut_gemv_config<arch::avx512bw, 2, 64, 1>, lut_gemv_config<arch::avx512bw, 3, 64, 1>,
     lut_gemv_config<arch::avx512bw, 3, 128, 1>, lut_gemv_config<arch::neon64, 2, 16, 1>,
-    lut_gemv_config<arch::neon64, 3, 16, 1>, lut_gemv_config<arch::neon64, 3, 32, 1>>;
+    lut_gemv_config<arch::neon64, 3, 16, 1>, lut_gemv_config<arch::neon64, 3, 32, 1>,
+    lutd_gemv_config<arch::scalar, 16>, lutd_gemv_config<arch::avx512vnni, 32>, lutd_gemv_config<arch::avx512vnni, 64>>;
 
 using lut_gemm_grid = type_list<
     lut_gemm_config<arch::scalar, 3, 32, 2>, lutv_gemm_config<arch::scalar, 1, 16>,
@@ -476,10 +601,17 @@ struct lut_gemm_entry {
   lut_gemm_fn fn;
 };
 
+// Whether this CPU runs configuration C: its arch, and VBMI for the dot kernels that need it.
+template <class C> bool lut_runs_on(const cpu_features& f) noexcept {
+  if constexpr (requires { C::needs_vbmi; })
+    if (C::needs_vbmi && !f.avx512vbmi) return false;
+  return arch_runs_on<typename C::arch>(f);
+}
+
 namespace detail {
 template <class C> void add_lut_gemv(std::vector<lut_gemv_entry>& v) {
   if constexpr (arch_compiled<typename C::arch>())
-    v.push_back({C::name(), C::arch::name, C::arch::rank, C::layout(), &arch_runs_on<typename C::arch>, &gemv_lut<C>});
+    v.push_back({C::name(), C::arch::name, C::arch::rank, C::layout(), &lut_runs_on<C>, &gemv_lut<C>});
 }
 template <class C> void add_lut_gemm(std::vector<lut_gemm_entry>& v) {
   if constexpr (arch_compiled<typename C::arch>())

@@ -196,7 +196,85 @@ template <> struct lut_impl<arch::avx512bw> {
   }
 };
 
-template <> struct lut_impl<arch::avx512vnni> : lut_impl<arch::avx512bw> {};
+BITNET_DEFINE_STATIC_FOR(static_for_lutd, BITNET_TARGET_AVX512VBMI)
+
+// lutd: byte k of a 64-byte index vector is row k / 4, group k % 4 of a quad; its table is the
+// 16-byte quarter k % 4 of the quad's 64-byte table, so vpermb takes index | 16 * (k % 4).
+struct lutd_consts {
+  alignas(64) std::uint8_t sel[64];
+  alignas(64) std::int64_t lo[8], hi[8];  // vpermt2q: the low / high byte quarters of 4 groups
+};
+inline constexpr lutd_consts kLutdConsts = [] {
+  lutd_consts c{};
+  for (int k = 0; k < 64; ++k) c.sel[k] = static_cast<std::uint8_t>(16 * (k % 4));
+  for (int i = 0; i < 8; ++i) {
+    c.lo[i] = 4 * (i / 2) + i % 2;
+    c.hi[i] = 4 * (i / 2) + i % 2 + 2;
+  }
+  return c;
+}();
+
+// avx512vnni adds the dot family (VNNI + VBMI, checked separately: cpu_features::avx512vbmi):
+// per quad of groups, two vpermb look up the low and high bytes of 64 entries (16 rows x 4
+// groups) and two vpdpbusd multiply them by the groups' signs (+1 / -1) and add the four groups
+// of each row into its int32 lane. No int16 stage, no widening, rows stay in order.
+template <> struct lut_impl<arch::avx512vnni> : lut_impl<arch::avx512bw> {
+  BITNET_TARGET_AVX512VBMI static void lutd_arrange(const std::uint8_t* raw, std::int64_t nquads,
+                                                    std::uint8_t* tbl) noexcept {
+    const __m512i lo = _mm512_load_si512(kLutdConsts.lo), hi = _mm512_load_si512(kLutdConsts.hi);
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (std::int64_t q = 0; q < nquads; ++q) {
+      const __m512i a = _mm512_loadu_si512(raw + 128 * q), b = _mm512_loadu_si512(raw + 128 * q + 64);
+      _mm512_store_si512(tbl + 128 * q, _mm512_permutex2var_epi64(a, lo, b));
+      _mm512_store_si512(tbl + 128 * q + 64, _mm512_xor_si512(_mm512_permutex2var_epi64(a, hi, b), bias));
+    }
+  }
+
+  template <int RT, int S>
+  BITNET_TARGET_AVX512VBMI static void lutd_tile(const std::uint8_t* const* w, std::int64_t nblk,
+                                                 const std::uint8_t* tbl, std::int32_t* const* part,
+                                                 bool first) noexcept {
+    constexpr int NU = RT / 16, NV = S * NU;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), sel = _mm512_load_si512(kLutdConsts.sel);
+    const __m512i one = _mm512_set1_epi8(1), minus_one = _mm512_set1_epi8(-1);
+    __m512i al[NV], ah[NV];
+    static_for_lutd<NV>([&](auto v) BITNET_INLINE_AVX512VBMI { al[v] = ah[v] = _mm512_setzero_si512(); });
+    auto quad = [&](__m512i idx, __m512i sv, __m512i bit, __m512i tl, __m512i th, __m512i& a_lo, __m512i& a_hi)
+                    BITNET_INLINE_AVX512VBMI {
+      const __m512i sgn = _mm512_mask_blend_epi8(_mm512_test_epi8_mask(sv, bit), one, minus_one);
+      // maskz with all lanes: the unmasked form trips GCC 12's -Wmaybe-uninitialized in its header
+      a_lo = _mm512_dpbusd_epi32(a_lo, _mm512_maskz_permutexvar_epi8(~__mmask64{0}, idx, tl), sgn);
+      a_hi = _mm512_dpbusd_epi32(a_hi, _mm512_maskz_permutexvar_epi8(~__mmask64{0}, idx, th), sgn);
+    };
+    for (std::int64_t b = 0; b < nblk; ++b) {
+      const std::uint8_t* tb = tbl + b * 1024;
+      static_for_lutd<S>([&](auto k) BITNET_INLINE_AVX512VBMI {
+        const std::uint8_t* wb = w[k] + b * NU * kLutdSubtileBytes;
+        for (int l = 0; l < NU * kLutdSubtileBytes; l += 64) __builtin_prefetch(wb + kLutPrefetch + l, 0, 3);
+      });
+      static_for_lutd<4>([&](auto p) BITNET_INLINE_AVX512VBMI {
+        const __m512i tl0 = _mm512_load_si512(tb + 256 * p), th0 = _mm512_load_si512(tb + 256 * p + 64);
+        const __m512i tl1 = _mm512_load_si512(tb + 256 * p + 128), th1 = _mm512_load_si512(tb + 256 * p + 192);
+        const __m512i b0 = _mm512_set1_epi8(static_cast<char>(1 << (2 * p)));
+        const __m512i b1 = _mm512_set1_epi8(static_cast<char>(1 << (2 * p + 1)));
+        static_for_lutd<NV>([&](auto v) BITNET_INLINE_AVX512VBMI {
+          const std::uint8_t* ws = w[v / NU] + (b * NU + v % NU) * kLutdSubtileBytes;
+          const __m512i x = _mm512_loadu_si512(ws + 64 * p), sv = _mm512_loadu_si512(ws + 256);
+          // (a & b) | c == ternlog 0xEA: the nibble, plus the quarter of the table it reads
+          const __m512i i0 = _mm512_ternarylogic_epi32(x, m4, sel, 0xEA);
+          const __m512i i1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 4), m4, sel, 0xEA);
+          quad(i0, sv, b0, tl0, th0, al[v], ah[v]);
+          quad(i1, sv, b1, tl1, th1, al[v], ah[v]);
+        });
+      });
+    }
+    static_for_lutd<NV>([&](auto v) BITNET_INLINE_AVX512VBMI {
+      const __m512i r = _mm512_add_epi32(_mm512_maskz_slli_epi32(0xFFFF, ah[v], 8), al[v]);
+      std::int32_t* d = part[v / NU] + 16 * (v % NU);
+      _mm512_storeu_si512(d, first ? r : _mm512_add_epi32(r, _mm512_loadu_si512(d)));
+    });
+  }
+};
 
 }  // namespace bitnet::detail
 

@@ -27,6 +27,18 @@
 //   lutv_rows<NT, R, TB>(idx, tbl, part, first)
 //     Rows r < R with TB pattern bytes at idx + 32*r: part[r*NT + t] (=|+=) sum over
 //     j < TB of tbl[j][idx[32*r + j]][t]. part is int32 storage. |sum| < 2^15 per call.
+// Dot family (gemv_lutd_q8), G = 3, layout lutd/g3/r<RT> (lut.hpp):
+//   lutd_arrange(raw, nquads, tbl)
+//     raw: build_tables<3> output for 4 * nquads groups. Writes 128 bytes per quad of groups
+//     4q .. 4q+3: [64 low bytes | 64 high bytes], byte 16j + e of each half from group 4q + j,
+//     entry e; the high bytes XOR 0x80 (h + 128, unsigned).
+//   lutd_tile<RT, S>(w, nblk, tbl, part, first)
+//     S row tiles (w[k], part[k]) of RT rows, nblk blocks of 32 groups each, tables from
+//     lutd_arrange for the same groups (1 KiB per block). For every row r < RT of tile k:
+//       s = 256 * sum(sign * high byte) + sum(sign * low byte) over the groups, sign = -1
+//           where the group's sign bit is set, else +1 (the +128 of the high bytes is
+//           removed by the layout's per-row correction);
+//       part[k][r] = s (first) or part[k][r] + s. part as for tile_block.
 #pragma once
 
 #include <array>    // entry patterns
@@ -105,6 +117,21 @@ inline void lut_build_tables_scalar(const std::int8_t* q, std::int64_t k0, std::
   }
 }
 
+// Bytes of one 16-row subtile of one 32-group block in the lutd layout: four index vectors
+// (two quads of groups each, as nibbles) and one sign vector, 64 bytes each.
+inline constexpr int kLutdSubtileBytes = 320;
+
+// Portable lutd table arrangement (contract above).
+inline void lutd_arrange_scalar(const std::uint8_t* raw, std::int64_t nquads, std::uint8_t* tbl) noexcept {
+  for (std::int64_t q = 0; q < nquads; ++q)
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 16; ++e) {
+        const std::uint8_t* g = raw + 32 * (4 * q + j);
+        tbl[128 * q + 16 * j + e] = g[e];
+        tbl[128 * q + 64 + 16 * j + e] = static_cast<std::uint8_t>(g[16 + e] ^ 0x80u);
+      }
+}
+
 // Portable activation gather for the vector family: act[i][t] = q_t[k0 + i] (int16),
 // 0 for absent tokens (qrows[t] == nullptr) and for k >= kvalid.
 template <int NT>
@@ -158,6 +185,34 @@ template <> struct lut_impl<arch::scalar> {
         store_i32(part[t], r, first ? s : load_i32(part[t], r) + s);
       }
     }
+  }
+
+  static void lutd_arrange(const std::uint8_t* raw, std::int64_t nquads, std::uint8_t* tbl) noexcept {
+    lutd_arrange_scalar(raw, nquads, tbl);
+  }
+
+  // Reads the layout one row at a time: the reference path of the dot family.
+  template <int RT, int S>
+  static void lutd_tile(const std::uint8_t* const* w, std::int64_t nblk, const std::uint8_t* tbl,
+                        std::int32_t* const* part, bool first) noexcept {
+    for (int k = 0; k < S; ++k)
+      for (int r = 0; r < RT; ++r) {
+        const int u = r / 16, i = r % 16;
+        std::int32_t lo = 0, hi = 0;
+        for (std::int64_t b = 0; b < nblk; ++b) {
+          const std::uint8_t* sub = w[k] + (b * (RT / 16) + u) * kLutdSubtileBytes;
+          for (int q = 0; q < 8; ++q)
+            for (int j = 0; j < 4; ++j) {
+              const unsigned e = (sub[(q / 2) * 64 + 4 * i + j] >> (4 * (q & 1))) & 15u;
+              const int sign = (sub[256 + 4 * i + j] >> q) & 1u ? -1 : 1;
+              const std::uint8_t* t = tbl + (b * 8 + q) * 128;
+              lo += sign * t[16 * j + e];
+              hi += sign * t[64 + 16 * j + e];
+            }
+        }
+        const std::int32_t s = 256 * hi + lo;
+        store_i32(part[k], r, first ? s : load_i32(part[k], r) + s);
+      }
   }
 
   template <int NT>
