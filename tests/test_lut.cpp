@@ -280,6 +280,8 @@ TEST(LutLayout, RepackValidatesAndCountsBytes) {
   EXPECT_THROW(repack_lut(tw, {lut_kind::dot, 3, 24}), std::invalid_argument);
   EXPECT_THROW(repack_lut(tw, {lut_kind::dot, 3, 128}), std::invalid_argument);
   EXPECT_THROW(repack_lut(tw, {lut_kind::dot, 2, 32}), std::invalid_argument);
+  ternary_weights longk{180100, 1, std::vector<std::int8_t>(180100, 1), 1.0f, {}};  // int32 range of the correction
+  EXPECT_THROW(repack_lut(longk, {lut_kind::dot, 3, 16}), std::invalid_argument);
   ternary_weights blocks{256, 2, std::vector<std::int8_t>(512, 1), 0.0f, {0.5f, 0.25f}};
   EXPECT_THROW(repack_lut(blocks, {lut_kind::shuffle, 3, 32}), std::invalid_argument);
 }

@@ -296,7 +296,9 @@ inline lut_matrix repack_lut(const ternary_weights& src, const lut_layout& L) {
     // 4(2p) + j, high nibble group 4(2p + 1) + j; bit q of sign byte 4i + j: group 4q + j.
     const std::int64_t RT = L.rows;
     t.groups_ = pad_to(ng, 32);
-    if (t.groups_ > 65535)  // the per-row correction, -32768 * (sum of signs), must fit in int32
+    // Every int32 stays in range: 256 * sum(s * (h + 128)) + sum(s * l) < 256 * 129 * 60000 + 255 * 60000
+    // < 2^31, and so does the correction -32768 * (sum of signs).
+    if (t.groups_ > 60000)
       throw std::invalid_argument("repack_lut: K=" + std::to_string(src.K) + " is too long for the dot layout");
     const std::int64_t ntiles = t.tiles(), tb = t.tile_bytes(), bb = t.dot_block_bytes();
     t.data_.resize(static_cast<std::size_t>(ntiles * tb));

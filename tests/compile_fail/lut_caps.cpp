@@ -18,7 +18,9 @@ int main() {
   auto pv = &bitnet::gemv_lut<v>;
   auto pm = &bitnet::gemm_lut<m>;
   auto px = &bitnet::gemm_lut<x>;
-  return (pv && pm && px && v::rows == bitnet::kMaxLutRows) ? 0 : 1;
+  using d = bitnet::lutd_gemv_config<scalar, bitnet::kMaxLutdRows>;
+  auto pd = &bitnet::gemv_lut<d>;
+  return (pv && pm && px && pd && v::rows == bitnet::kMaxLutRows) ? 0 : 1;
 #elif BITNET_CF_CASE == 1
   return bitnet::lut_gemv_config<avx2, 4, 32, 1>::g;  // 81 patterns do not fit a 16-entry shuffle
 #elif BITNET_CF_CASE == 2
@@ -37,5 +39,9 @@ int main() {
   return bitnet::lutv_gemm_config<avx2, 1, bitnet::kMaxLutvTokens + 16>::tokens;
 #elif BITNET_CF_CASE == 9
   return bitnet::lutv_gemm_config<avx2, 1, 24>::tokens;  // not a whole number of int16 vectors
+#elif BITNET_CF_CASE == 10
+  return bitnet::lutd_gemv_config<scalar, bitnet::kMaxLutdRows + 16>::rows;
+#elif BITNET_CF_CASE == 11
+  return bitnet::lutd_gemv_config<avx2, 32>::rows;  // no AVX2 dot body (needs vpermb + vpdpbusd)
 #endif
 }
