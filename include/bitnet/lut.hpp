@@ -207,9 +207,9 @@ class lut_matrix {
   lut_layout layout;
   float scale = 0.0f;
 
-  // Groups of G weights per row, padded (multiple of 8 for shuffle, 32 for vector).
+  // Groups of G weights per row, padded (multiple of 8 for shuffle, 32 for vector and dot).
   std::int64_t groups() const noexcept { return groups_; }
-  // Shuffle layout.
+  // Shuffle and dot layouts.
   std::int64_t tiles() const noexcept { return layout.kind != lut_kind::vector ? (M + layout.rows - 1) / layout.rows : 0; }
   std::int64_t octet_bytes() const noexcept { return (layout.g == 2 ? 4 : 5) * static_cast<std::int64_t>(layout.rows); }
   // Dot layout: bytes of one 32-group block of a tile (RT / 16 subtiles).
@@ -387,6 +387,28 @@ inline float lut_epilogue(std::int32_t s, std::int32_t sum_q, float sx, float sw
   return ((static_cast<float>(dot_c) - static_cast<float>(sum_q)) / sx) * sw;
 }
 
+// Where row tile `tile` (RT rows) keeps its int32 partial sums between passes over K, for a call
+// on rows [r0, r1) writing y: in its own output rows when the range holds the whole tile, else in
+// cut[0] (the tile cut by r0) or cut[1] (the tile cut by r1).
+inline std::int32_t* tile_partial(float* y, std::int64_t tile, std::int64_t RT, std::int64_t r0, std::int64_t r1,
+                                  std::int32_t* const (&cut)[2]) noexcept {
+  if (tile * RT >= r0 && (tile + 1) * RT <= r1) return reinterpret_cast<std::int32_t*>(y + tile * RT);
+  return cut[tile == r0 / RT ? 0 : 1];
+}
+
+// y[m] for m in [r0, r1) from the finished partial sums of activation row x: the layout's
+// per-row correction, then the per-token epilogue.
+template <class P>
+void lut_finish_rows(const lut_matrix& W, const activations& X, std::int64_t x, float* y, std::int64_t r0,
+                     std::int64_t r1, std::int64_t RT, P partial) {
+  const std::int32_t sq = X.sum(x);
+  const float sx = X.scale(x), sw = W.scale;
+  for (std::int64_t m = r0; m < r1; ++m) {
+    const std::int64_t tile = m / RT;
+    y[m] = lut_epilogue(load_i32(partial(tile), static_cast<int>(m - tile * RT)) + W.correction(m), sq, sx, sw);
+  }
+}
+
 // Shuffle LUT for T tokens (activation rows x0 .. x0+T-1, outputs Y + t*ldy), rows [r0, r1).
 // Whole row tiles are computed; rows outside [r0, r1) are dropped. Interior tiles keep
 // their int32 partial sums in their own output rows between K blocks; the (at most two)
@@ -405,9 +427,9 @@ void lut_shuffle_pass(const lut_matrix& W, const activations& X, std::int64_t x0
   alignas(64) std::uint8_t tbl[T][SB * 32];
   alignas(64) std::int32_t edge[2][T][RT];
   const std::int64_t tb = r0 / RT, te = (r1 + RT - 1) / RT, ng = W.groups(), ob = W.octet_bytes();
-  auto partial = [&](std::int64_t tile, int t) -> std::int32_t* {
-    if (tile * RT >= r0 && (tile + 1) * RT <= r1) return reinterpret_cast<std::int32_t*>(Y + t * ldy + tile * RT);
-    return edge[tile == tb ? 0 : 1][t];
+  auto partial = [&](std::int64_t tile, int t) {
+    std::int32_t* const cut[2] = {edge[0][t], edge[1][t]};
+    return tile_partial(Y + t * ldy, tile, RT, r0, r1, cut);
   };
   for (std::int64_t s0 = 0; s0 < ng; s0 += SB) {
     const std::int64_t ns = std::min<std::int64_t>(SB, ng - s0);
@@ -430,17 +452,8 @@ void lut_shuffle_pass(const lut_matrix& W, const activations& X, std::int64_t x0
         tb, te, [&](std::int64_t tile, std::int64_t stride) { run.template operator()<kLutStreams>(tile, stride); },
         [&](std::int64_t tile) { run.template operator()<1>(tile, 0); });
   }
-  const float sw = W.scale;
-  for (int t = 0; t < T; ++t) {
-    const std::int32_t sq = X.sum(x0 + t);
-    const float sx = X.scale(x0 + t);
-    float* y = Y + t * ldy;
-    for (std::int64_t m = r0; m < r1; ++m) {
-      const std::int64_t tile = m / RT;
-      const std::int32_t s = load_i32(partial(tile, t), static_cast<int>(m - tile * RT)) + W.correction(m);
-      y[m] = lut_epilogue(s, sq, sx, sw);
-    }
-  }
+  for (int t = 0; t < T; ++t)
+    lut_finish_rows(W, X, x0 + t, Y + t * ldy, r0, r1, RT, [&](std::int64_t tile) { return partial(tile, t); });
 }
 
 // Dot LUT GEMV, rows [r0, r1) from activation row x0. Tables for a super block of up to
@@ -455,10 +468,8 @@ void lutd_pass(const lut_matrix& W, const activations& X, std::int64_t x0, float
   alignas(64) std::uint8_t tbl[kLutdSuperBlocks * 1024];
   alignas(64) std::int32_t edge[2][RT];
   const std::int64_t tb = r0 / RT, te = (r1 + RT - 1) / RT, nblk = W.groups() / 32, bb = W.dot_block_bytes();
-  auto partial = [&](std::int64_t tile) -> std::int32_t* {
-    if (tile * RT >= r0 && (tile + 1) * RT <= r1) return reinterpret_cast<std::int32_t*>(y + tile * RT);
-    return edge[tile == tb ? 0 : 1];
-  };
+  std::int32_t* const cut[2] = {edge[0], edge[1]};
+  auto partial = [&](std::int64_t tile) { return tile_partial(y, tile, RT, r0, r1, cut); };
   for (std::int64_t b0 = 0; b0 < nblk; b0 += kLutdSuperBlocks) {
     const std::int64_t ns = std::min<std::int64_t>(kLutdSuperBlocks, nblk - b0);
     for (std::int64_t b = 0; b < ns; ++b) {
@@ -478,12 +489,7 @@ void lutd_pass(const lut_matrix& W, const activations& X, std::int64_t x0, float
         tb, te, [&](std::int64_t tile, std::int64_t stride) { run.template operator()<kLutdStreams>(tile, stride); },
         [&](std::int64_t tile) { run.template operator()<1>(tile, 0); });
   }
-  const std::int32_t sq = X.sum(x0);
-  const float sx = X.scale(x0), sw = W.scale;
-  for (std::int64_t m = r0; m < r1; ++m) {
-    const std::int64_t tile = m / RT;
-    y[m] = lut_epilogue(load_i32(partial(tile), static_cast<int>(m - tile * RT)) + W.correction(m), sq, sx, sw);
-  }
+  lut_finish_rows(W, X, x0, y, r0, r1, RT, partial);
 }
 
 template <class Arch, int NT, int R>
