@@ -63,6 +63,8 @@ constexpr const char* kHelp =
     "  --kv-type f32|f16     KV cache element type (default f32)\n"
     "  --tuning FILE         a bitnet-tune file: LUT kernels where it picks them (default\n"
     "                        $BITNET_TUNING, else none); BITNET_ARCH/GEMV/GEMM apply as usual\n"
+    "  --no-lut              keep the 2-bit t2 kernels on CPUs whose default is the 1.67-bit\n"
+    "                        dot LUT (AVX-512 VNNI + VBMI)\n"
     "  --json                one JSON object on stdout instead of the table\n"
     "  -h, --help            this text\n"
     "LIST is comma-separated, e.g. -t 1,2 -p 128,512.\n";
@@ -118,7 +120,7 @@ struct options {
   std::vector<int> pp{128}, tg{128}, threads{1, 2};
   int reps = 3, n_batch = 128;
   std::string tuning;  // --tuning / BITNET_TUNING
-  bool json = false, kv_f16 = false;
+  bool json = false, kv_f16 = false, no_lut = false;
 };
 
 double cpu_seconds() {
@@ -164,7 +166,7 @@ stats summarize(std::vector<double> v) {
 }
 
 struct row {
-  std::string model, ternary, head, test;
+  std::string model, ternary, head, weights, test;  // weights: the layout decode reads
   double size_gib = 0;
   int threads = 0, n = 0;
   bool decode = false;
@@ -222,12 +224,18 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
     lo.kernels = bitnet::kernel_options::from_env();
     lo.tuning = o.tuning;
     lo.tuning_batch = o.n_batch;
+    lo.default_luts = !o.no_lut;
     const auto tl = std::chrono::steady_clock::now();
     const br::model m = br::model::load(path, lo, pool);
     if (!m.tuning_warning().empty()) std::fprintf(stderr, "bitnet-bench: warning: %s\n", m.tuning_warning().c_str());
+    const auto* lut = m.default_lut_pair();
     std::fprintf(stderr, "bitnet-bench: loaded in %.1f s; gemv %s, gemm %s", seconds_since(tl),
-                 m.kernels().gemv.name.c_str(), m.kernels().gemm.name.c_str());
-    if (m.lut_tensors() > 0)
+                 lut ? lut->gemv.name.c_str() : m.kernels().gemv.name.c_str(),
+                 lut ? lut->gemm.name.c_str() : m.kernels().gemm.name.c_str());
+    if (lut && m.lut_tensors() < 7 * static_cast<std::size_t>(m.cfg().n_layer))
+      std::fprintf(stderr, " on %zu tensors (per-block scales: the rest on %s)", m.lut_tensors(),
+                   m.kernels().gemv.name.c_str());
+    else if (m.lut_tensors() > 0 && !lut)
       std::fprintf(stderr, "; tuning file: %zu LUT copies (%.0f MiB)", m.lut_tensors(),
                    static_cast<double>(m.lut_bytes()) / (1 << 20));
     std::fprintf(stderr, "\n");
@@ -241,8 +249,10 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
     const double weights = static_cast<double>(m.decode_weight_bytes()) + head_bytes;
     const double file_gib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 30);
     std::string head_name(bitnet::type_name(E.type));
-    std::string name = std::filesystem::path(path).stem().string();
-    if (m.lut_tensors() > 0) name += " +tuned";
+    const std::string name = std::filesystem::path(path).stem().string();
+    const std::string layout = m.default_lut_pair() ? m.default_lut_pair()->gemv.layout.name()
+                               : m.lut_tensors() > 0 ? "tuned"
+                                                     : "t2/b" + std::to_string(m.kernels().block());
 
     auto tokens = [&](int n) {
       std::vector<std::int32_t> t(static_cast<std::size_t>(n));
@@ -290,6 +300,7 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
         w.model = name;
         w.ternary = m.ternary_types();
         w.head = head_name;
+        w.weights = layout;
         w.size_gib = file_gib;
         w.threads = nt;
         w.n = n;
@@ -358,6 +369,8 @@ int run(int argc, char** argv) {
       o.kv_f16 = v == "f16";
     } else if (a == "--tuning") {
       o.tuning = val();
+    } else if (a == "--no-lut") {
+      o.no_lut = true;
     } else if (a == "--json") {
       o.json = true;
     } else {
@@ -396,20 +409,25 @@ int run(int argc, char** argv) {
                 peak_mib, o.n_batch, o.kv_f16 ? "f16" : "f32");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const row& r = rows[i];
-      std::printf("%s\n  {\"model\": \"%s\", \"ternary\": \"%s\", \"head\": \"%s\", \"size_gib\": %.3f, \"threads\": %d, "
+      std::printf("%s\n  {\"model\": \"%s\", \"ternary\": \"%s\", \"head\": \"%s\", \"weights\": \"%s\", "
+                  "\"size_gib\": %.3f, \"threads\": %d, "
                   "\"test\": \"%s\", \"tok_s\": %.3f, \"tok_s_min\": %.3f, \"tok_s_max\": %.3f, \"gb_s\": %.3f, "
-                  "\"read_bw_gb_s\": %.3f, \"bytes_per_token\": %.0f, \"roofline_tok_s\": %.3f, \"roofline_frac\": %.4f, \"rss_mib\": %.1f, \"kv_mib\": %.1f, \"cpu_frac\": %.3f}",
-                  i ? "," : "", r.model.c_str(), r.ternary.c_str(), r.head.c_str(), r.size_gib, r.threads, r.test.c_str(),
-                  r.tps.median, r.tps.lo, r.tps.hi, r.gbps, r.bw / 1e9, r.bytes_per_token, r.decode ? r.roofline_tps : 0.0,
+                  "\"read_bw_gb_s\": %.3f, \"bytes_per_token\": %.0f, \"roofline_tok_s\": %.3f, "
+                  "\"roofline_frac\": %.4f, \"rss_mib\": %.1f, \"kv_mib\": %.1f, \"cpu_frac\": %.3f}",
+                  i ? "," : "", r.model.c_str(), r.ternary.c_str(), r.head.c_str(), r.weights.c_str(), r.size_gib,
+                  r.threads, r.test.c_str(), r.tps.median, r.tps.lo, r.tps.hi, r.gbps, r.bw / 1e9, r.bytes_per_token,
+                  r.decode ? r.roofline_tps : 0.0,
                   r.decode ? r.frac : 0.0, r.rss_mib, r.kv_mib, r.cpu_frac);
     }
     std::printf("\n]}\n");
     return 0;
   }
-  std::printf("| %-28s | %-7s | %-4s | %8s | %3s | %6s | %22s | %6s | %8s | %9s | %4s |\n", "model", "ternary", "head",
-              "size", "thr", "test", "tok/s (median, min-max)", "GB/s", "read BW", "roofline", "cpu");
-  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|------|\n", std::string(30, '-').c_str(), std::string(9, '-').c_str(),
-              std::string(6, '-').c_str(), std::string(10, '-').c_str(), std::string(5, '-').c_str(),
+  std::printf("| %-28s | %-7s | %-4s | %-11s | %8s | %3s | %6s | %22s | %6s | %8s | %9s | %4s |\n", "model", "ternary",
+              "head", "weights", "size", "thr", "test", "tok/s (median, min-max)", "GB/s", "read BW", "roofline",
+              "cpu");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|------|\n", std::string(30, '-').c_str(), std::string(9, '-').c_str(),
+              std::string(6, '-').c_str(), std::string(13, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(5, '-').c_str(),
               std::string(8, '-').c_str(), std::string(24, '-').c_str(), std::string(8, '-').c_str(),
               std::string(10, '-').c_str(), std::string(11, '-').c_str());
   for (const row& r : rows) {
@@ -419,11 +437,14 @@ int run(int argc, char** argv) {
       std::snprintf(roof, sizeof roof, "%.1f%%", 100.0 * r.frac);
     else
       std::snprintf(roof, sizeof roof, "-");
-    std::printf("| %-28s | %-7s | %-4s | %4.2f GiB | %3d | %6s | %22s | %6.2f | %8.2f | %9s | %3.0f%% |\n",
-                r.model.c_str(), r.ternary.c_str(), r.head.c_str(), r.size_gib, r.threads, r.test.c_str(), tps, r.gbps,
+    std::printf("| %-28s | %-7s | %-4s | %-11s | %4.2f GiB | %3d | %6s | %22s | %6.2f | %8.2f | %9s | %3.0f%% |\n",
+                r.model.c_str(), r.ternary.c_str(), r.head.c_str(), r.weights.c_str(), r.size_gib, r.threads,
+                r.test.c_str(), tps, r.gbps,
                 r.bw / 1e9, roof, 100.0 * r.cpu_frac);
   }
-  std::printf("\nkernels: %s; read BW: GB/s with this many threads, for decode the median of one measurement\n"
+  std::printf("\nkernels: %s; weights: the layout decode reads (t2/b<block>: 2 bits per weight; lutd/g3/r32: the\n"
+              "1.67-bit dot LUT, the default with AVX-512 VBMI unless --no-lut; tuned: a tuning file's picks);\n"
+              "read BW: GB/s with this many threads, for decode the median of one measurement\n"
               "right before each timed repetition, else at the start of the run; roofline: decode tok/s over\n"
               "read BW / bytes per token (repacked ternary weights + head + KV read); largest RSS with a\n"
               "model loaded %.0f MiB; prefill chunk %d, KV %s; cpu: process CPU time / (wall x threads)\n"

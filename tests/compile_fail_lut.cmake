@@ -13,7 +13,8 @@ set(_cfl_cases "1|LUT group size G must be 2 or 3" "2|LUT Rows is capped at kMax
                "5|LUT Tokens is capped at kMaxLutTokens" "6|is capped at kMaxLutTile"
                "7|LUTV Rows is capped at kMaxLutvRows" "8|LUTV Tokens must be a multiple of 16 and is capped"
                "9|LUTV Tokens must be a multiple of 16" "10|LUT dot Rows: 16, 32, 48 or 64"
-               "11|the LUT dot kernels exist for scalar and avx512vnni")
+               "11|the LUT dot kernels exist for scalar and avx512vnni" "12|LUT dot Tokens is capped at kMaxLutdTokens"
+               "13|LUT dot Rows / 16 \\* Tokens is capped at kMaxLutdTile")
 foreach(_case IN LISTS _cfl_cases)
   string(REPLACE "|" ";" _parts "${_case}")
   list(GET _parts 0 _n)

@@ -63,7 +63,9 @@ bitnet_generate_case(bad_kernel RC nonzero ARGS -m ${_gen_dir}/tiny.gguf -p hi -
 
 # Runs on the synthetic model (random weights: the text is noise, the mechanics are checked).
 bitnet_generate_case(generate RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "hello" -n 8 -t 2 --seed 3
-  MATCH "prefill [0-9]+ tokens" "decode [0-9]+ in" "kernels gemv gemv_t2_q8/" "threads 2")
+  MATCH "prefill [0-9]+ tokens" "decode [0-9]+ in" "kernels gemv gemv_[a-z0-9]+_q8/" "threads 2")
+bitnet_generate_case(no_lut RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "hello" -n 4 --no-lut
+  MATCH "kernels gemv gemv_t2_q8/" "MiB as t2/b")
 bitnet_generate_case(json RC 0 ARGS -m ${_gen_dir}/tiny.gguf --prompt= -n 5 --temp 0 --ignore-eos --json
   STDOUT "^{\"model\":.*\"prompt_ids\":\\[1\\],\"generated_ids\":\\[[0-9]+(,[0-9]+)(,[0-9]+)(,[0-9]+)(,[0-9]+)\\],\"text\":.*\"stop\":\"length\",\"timings\":{[^}]*},.*}\n$")
 bitnet_generate_case(context_full RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "ab" -c 6 -n 50 --ignore-eos --json

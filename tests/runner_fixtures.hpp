@@ -14,11 +14,13 @@
 
 namespace bitnet::test {
 
+// keep_t2: for precise_session, which reads the t2 codes that default LUT kernels would replace.
 inline run::model load_synth(const synth_model& sm, run::thread_pool& pool,
-                             act_quant mode = act_quant::per_token, kernel_options ko = {}) {
+                             act_quant mode = act_quant::per_token, kernel_options ko = {}, bool keep_t2 = false) {
   run::load_options o;
   o.kernels = std::move(ko);
   o.activations = mode;
+  o.keep_t2 = keep_t2;
   return run::model::load(gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
 }
 

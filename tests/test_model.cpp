@@ -366,6 +366,65 @@ TEST_P(ModelCase, ThreadCountDoesNotChangeResults) {
   }
 }
 
+// The default LUT pair (the 1.67-bit dot layout, made straight from the file at load) against the
+// t2 kernels: the same exact int32 sums and epilogue, so prefill and decode logits are identical.
+// The portable pair runs everywhere; the CPU's preferred pair too where it has one. Projections
+// with per-block scales stay on t2.
+TEST_P(ModelCase, LutLayoutGivesTheT2Logits) {
+  const case_t& tc = GetParam();
+  if (tc.mode != act_quant::per_token) GTEST_SKIP() << "LUT kernels take per-token activations only";
+  const synth_model sm = bitnet::test::make_model(tc.spec);
+  thread_pool pool(2);
+  const auto toks = random_tokens(9, tc.spec.n_vocab, 15);
+  const auto load = [&](std::optional<bitnet::lut_kernel_pair> luts) {
+    bitnet::run::load_options o;
+    o.default_luts = luts.has_value();
+    o.luts = std::move(luts);
+    return model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
+  };
+  const auto logits = [&](const model& m) {
+    session s(m, pool, 16, 4, tc.kv);
+    const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), 6), true);
+    std::vector<float> v(pre.begin(), pre.end());
+    for (std::size_t p = 6; p < toks.size(); ++p) {
+      const auto l = s.eval(std::span<const std::int32_t>(&toks[p], 1));
+      v.insert(v.end(), l.begin(), l.end());
+    }
+    return v;
+  };
+  const model t2 = load(std::nullopt);
+  ASSERT_EQ(t2.lut_tensors(), 0u);
+  const auto want = logits(t2);
+  const auto find = [](std::string_view gv, std::string_view gm) {
+    bitnet::lut_kernel_pair p;
+    for (auto& e : bitnet::lut_gemv_variants())
+      if (e.name == gv) p.gemv = e;
+    for (auto& e : bitnet::lut_gemm_variants())
+      if (e.name == gm) p.gemm = e;
+    return p;
+  };
+  std::vector<bitnet::lut_kernel_pair> pairs{find("gemv_lutd_q8/scalar/g3/r16", "gemm_lutd_q8/scalar/g3/r16/t2")};
+  if (auto p = bitnet::preferred_lut_kernels(bitnet::cpu_features::detect())) pairs.push_back(std::move(*p));
+  const std::size_t projections = 7 * static_cast<std::size_t>(tc.spec.n_layer);
+  for (const auto& pair : pairs) {
+    ASSERT_TRUE(pair.gemv.fn && pair.gemm.fn) << pair.gemv.name << " / " << pair.gemm.name;
+    const model m = load(pair);
+    if (tc.spec.per_block_scales) {
+      EXPECT_EQ(m.lut_tensors(), 0u) << tc.name;
+      EXPECT_EQ(m.default_lut_pair(), nullptr);
+    } else {
+      EXPECT_EQ(m.lut_tensors(), projections) << tc.name;
+      EXPECT_EQ(m.repacked_bytes(), 0u) << tc.name << ": the t2 codes were made anyway";
+      ASSERT_NE(m.default_lut_pair(), nullptr);
+      EXPECT_EQ(m.default_lut_pair()->gemv.name, pair.gemv.name);
+    }
+    const auto got = logits(m);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)))
+        << tc.name << ", " << pair.gemv.name;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Synthetic, ModelCase, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return info.param.name; });
 

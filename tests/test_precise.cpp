@@ -60,7 +60,7 @@ TEST_P(PreciseCase, AgreesWithFastPath) {
   const case_t& tc = GetParam();
   const synth_model sm = bitnet::test::make_model(tc.spec);
   thread_pool pool(2);
-  const model m = load_synth(sm, pool);
+  const model m = load_synth(sm, pool, act_quant::per_token, {}, true);
   const auto toks = random_tokens(9, tc.spec.n_vocab, 11);
   session fast(m, pool, 16);
   precise_session prec(m, pool, 16);
@@ -91,7 +91,8 @@ TEST_P(PreciseCase, ThreadCountAndBatchDoNotChangeResults) {
   const case_t& tc = GetParam();
   const synth_model sm = bitnet::test::make_model(tc.spec);
   thread_pool p1(1), p3(3);
-  const model m1 = load_synth(sm, p1), m3 = load_synth(sm, p3);
+  const model m1 = load_synth(sm, p1, act_quant::per_token, {}, true),
+              m3 = load_synth(sm, p3, act_quant::per_token, {}, true);
   const auto toks = random_tokens(6, tc.spec.n_vocab, 7);
   precise_session a(m1, p1, 8), b(m3, p3, 8);
   const auto la = decode_each_double(a, toks);
@@ -110,8 +111,17 @@ TEST(Precise, RefusesPerBlockActivationsAndFullContext) {
   thread_pool pool(2);
   const model mb = load_synth(sm, pool, act_quant::per_block);
   EXPECT_THROW(precise_session(mb, pool, 8), std::invalid_argument);
-  const model m = load_synth(sm, pool);
+  const model m = load_synth(sm, pool, act_quant::per_token, {}, true);
   precise_session s(m, pool, 2);
+  // Without keep_t2, LUT kernels replace the t2 codes it reads: refused, not read out of bounds.
+  bitnet::run::load_options o;
+  for (const auto& e : bitnet::lut_gemv_variants())
+    if (e.name == "gemv_lutd_q8/scalar/g3/r16") o.luts.emplace(bitnet::lut_kernel_pair{e, {}});
+  for (const auto& e : bitnet::lut_gemm_variants())
+    if (e.name == "gemm_lutd_q8/scalar/g3/r16/t2") o.luts->gemm = e;
+  const model ml = model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
+  ASSERT_GT(ml.lut_tensors(), 0u);
+  EXPECT_THROW(precise_session(ml, pool, 8), std::invalid_argument);
   const std::vector<std::int32_t> three = {1, 2, 3};
   EXPECT_THROW(s.eval(std::span<const std::int32_t>(three)), bitnet::run::context_full);
   EXPECT_EQ(s.pos(), 0);

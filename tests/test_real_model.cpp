@@ -254,12 +254,15 @@ TEST(RealModelReference, Float32NoiseIsWithinTolerance) {
 
 class RealModel : public ::testing::TestWithParam<tensor_type> {
  protected:
-  bitnet::run::model load() {
+  // keep_t2: for precise_session, which reads the t2 codes that default LUT kernels would replace.
+  bitnet::run::model load(bool keep_t2 = false) {
     static const cv::sp_model sp = cv::read_sentencepiece_file(kTok.string());
     cv::llama2c_options o;
     o.type = GetParam();
     auto bytes = cv::build_llama2c(checkpoint(), sp, o).to_bytes();
-    return bitnet::run::model::load(bitnet::gguf::file::from_memory(std::move(bytes), "bitllama-3M converted"), {},
+    bitnet::run::load_options lo;
+    lo.keep_t2 = keep_t2;
+    return bitnet::run::model::load(bitnet::gguf::file::from_memory(std::move(bytes), "bitllama-3M converted"), lo,
                                     pool_);
   }
   bitnet::run::thread_pool pool_{2};
@@ -343,7 +346,7 @@ constexpr double kPreciseTol = 1e-5, kPreciseRefTol = 1e-8;
 
 TEST_P(RealModel, PreciseLogitsMatchReference) {
   REQUIRE_DATA();
-  const auto m = load();
+  const auto m = load(true);
   bitnet::run::precise_session s(m, pool_, 512);
   const auto staged = staged_logits();
   const auto& ref = reference_steps();
@@ -377,7 +380,7 @@ TEST_P(RealModel, PreciseLogitsMatchReference) {
 
 TEST_P(RealModel, PreciseGreedyEqualsReferenceExactly) {
   REQUIRE_DATA();
-  const auto m = load();
+  const auto m = load(true);
   bitnet::run::precise_session s(m, pool_, 512);
   std::vector<std::int32_t> got = {kGreedy[0]};
   auto logits = s.eval(std::span<const std::int32_t>(got));

@@ -49,6 +49,7 @@ struct options {
   std::string act = "per-token";
   std::string kv_type = "f32";
   bool precise = false;
+  bool no_lut = false;
   bool list_kernels = false;
   bool help = false;
 };
@@ -217,6 +218,9 @@ inline const std::vector<flag>& flags() {
        [](options& o, std::string_view, const std::string& v) { o.gemv = v; }},
       {"--gemm", "NAME", "ternary GEMM variant for prefill (default: $BITNET_GEMM, else the arch's)",
        [](options& o, std::string_view, const std::string& v) { o.gemm = v; }},
+      {"--no-lut", "",
+       "keep the 2-bit t2 kernels where the default is the 1.67-bit dot LUT (AVX-512 VNNI + VBMI CPUs) (default: off)",
+       [](options& o, std::string_view, const std::string&) { o.no_lut = true; }},
       {"--act", "MODE", "ternary activation quantization: per-token (int8 per token, bitnet.cpp) or per-block (Q8_K, ggml's TQ) (default: per-token)",
        [](options& o, std::string_view n, const std::string& v) {
          if (v != "per-token" && v != "per-block")

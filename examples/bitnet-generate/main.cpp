@@ -331,18 +331,37 @@ std::string mib(std::size_t bytes) {
 
 double per_s(std::int64_t n, double ms) { return ms > 0 ? 1000.0 * static_cast<double>(n) / ms : 0.0; }
 
+// The kernels decode and prefill run, for the reports.
+std::string gemv_name(const br::model& m) {
+  if (const auto* d = m.default_lut_pair()) return d->gemv.name;
+  return m.kernels().gemv.name + (m.lut_tensors() > 0 ? " + tuning file LUT picks" : "");
+}
+std::string gemm_name(const br::model& m) {
+  if (const auto* d = m.default_lut_pair()) return d->gemm.name;
+  return m.kernels().gemm.name + (m.lut_tensors() > 0 ? " + tuning file LUT picks" : "");
+}
+
+// The repacked ternary weights: size and layout.
+std::string repacked(const br::model& m) {
+  if (const auto* d = m.default_lut_pair())
+    return mib(m.lut_bytes() + m.repacked_bytes()) + " as " + d->gemv.layout.name() +
+           (m.repacked_bytes() > 0 ? " and t2" : "");
+  return mib(m.repacked_bytes()) + " as t2/b" + std::to_string(m.kernels().block()) +
+         (m.lut_tensors() > 0 ? " + " + mib(m.lut_bytes()) + " of tuned LUT copies" : "");
+}
+
 void print_summary(const runner& r, int threads, std::uint64_t seed, const char* why) {
   const br::config& c = r.m.cfg();
   const stats& s = r.st;
   std::fprintf(stderr,
-               "\nbitnet-generate: %s, %lld layers, d %lld, %lld/%lld heads, vocab %lld; weights %s (%s repacked), "
+               "\nbitnet-generate: %s, %lld layers, d %lld, %lld/%lld heads, vocab %lld; weights %s (%s), "
                "head %s\n",
                c.arch.c_str(), static_cast<long long>(c.n_layer), static_cast<long long>(c.n_embd),
                static_cast<long long>(c.n_head), static_cast<long long>(c.n_head_kv), static_cast<long long>(c.n_vocab),
-               r.m.ternary_types().c_str(), mib(r.m.repacked_bytes()).c_str(),
+               r.m.ternary_types().c_str(), repacked(r.m).c_str(),
                std::string(bitnet::type_name(r.m.token_embd().type)).c_str());
   std::fprintf(stderr, "bitnet-generate: kernels gemv %s, gemm %s, head %s; activations %s%s; threads %d\n",
-               r.m.kernels().gemv.name.c_str(), r.m.kernels().gemm.name.c_str(),
+               gemv_name(r.m).c_str(), gemm_name(r.m).c_str(),
                std::string(r.m.head_kernel_name()).c_str(), r.opt.act.c_str(),
                r.precise ? "; --precise (double forward pass, exact int32 ternary sums)" : "", threads);
   std::fprintf(stderr, "bitnet-generate: context %lld (KV cache %s, %s), seed %llu, stop: %s\n",
@@ -367,22 +386,34 @@ void print_json(const runner& r, const std::vector<std::int32_t>& prompt_ids, co
     << ",\"prefill_ms\":" << json_num(s.prefill_ms) << ",\"prefill_tok_s\":" << json_num(per_s(s.prefill_tokens, s.prefill_ms))
     << ",\"decode_tokens\":" << s.decode_tokens << ",\"decode_ms\":" << json_num(s.decode_ms)
     << ",\"decode_tok_s\":" << json_num(per_s(s.decode_tokens, s.decode_ms)) << "}"
-    << ",\"kernels\":{\"gemv\":" << json_string(r.m.kernels().gemv.name)
-    << ",\"gemm\":" << json_string(r.m.kernels().gemm.name) << ",\"head\":" << json_string(r.m.head_kernel_name())
+    << ",\"kernels\":{\"gemv\":" << json_string(gemv_name(r.m))
+    << ",\"gemm\":" << json_string(gemm_name(r.m)) << ",\"head\":" << json_string(r.m.head_kernel_name())
     << ",\"activations\":" << json_string(r.opt.act) << ",\"precise\":" << (r.precise ? "true" : "false") << "}"
     << ",\"threads\":" << threads << ",\"n_ctx\":" << r.sess.n_ctx() << ",\"kv_type\":\"" << br::kv_type_name(r.sess.kv()) << "\"" << ",\"seed\":" << seed << "}\n";
   out(j.str());
 }
 
-void list_kernels() {
+void list_kernels(const br::options& o) {
   const auto f = bitnet::cpu_features::detect();
-  std::printf("ternary GEMV variants (decode):\n");
-  for (const auto& e : bitnet::gemv_variants()) std::printf("  %s%s\n", e.name.c_str(), e.runs_on(f) ? "" : "  (not on this CPU)");
-  std::printf("ternary GEMM variants (prefill):\n");
-  for (const auto& e : bitnet::gemm_variants()) std::printf("  %s%s\n", e.name.c_str(), e.runs_on(f) ? "" : "  (not on this CPU)");
-  const auto ks = bitnet::select_kernels_from_env();
+  const auto list = [&](const char* what, const auto& entries) {
+    std::printf("%s:\n", what);
+    for (const auto& e : entries) std::printf("  %s%s\n", e.name.c_str(), e.runs_on(f) ? "" : "  (not on this CPU)");
+  };
+  list("ternary GEMV variants (decode, t2 layout)", bitnet::gemv_variants());
+  list("ternary GEMM variants (prefill, t2 layout)", bitnet::gemm_variants());
+  list("LUT GEMV variants (decode; by default or from a tuning file)", bitnet::lut_gemv_variants());
+  list("LUT GEMM variants (prefill; by default or from a tuning file)", bitnet::lut_gemm_variants());
+  bitnet::kernel_options ko = bitnet::kernel_options::from_env();
+  if (!o.kernel_arch.empty()) ko.arch = o.kernel_arch;
+  if (!o.gemv.empty()) ko.gemv = o.gemv;
+  if (!o.gemm.empty()) ko.gemm = o.gemm;
+  const auto ks = bitnet::select_kernels(f, ko);
   std::printf("selected: %s, %s; head kernels arch %s\n", ks.gemv.name.c_str(), ks.gemm.name.c_str(),
-              std::string(bitnet::select_dense_kernels(f, bitnet::kernel_options::from_env().arch).arch_name).c_str());
+              std::string(bitnet::select_dense_kernels(f, ko.arch).arch_name).c_str());
+  const auto lut = bitnet::preferred_lut_kernels(ko.arch.empty() ? f : f.capped(bitnet::arch_rank(ko.arch)));
+  if (lut && !o.no_lut && !o.precise && o.act == "per-token" && ko.gemv.empty() && ko.gemm.empty())
+    std::printf("  for projections with one weight scale (BitNet's): %s, %s (--no-lut: the above)\n",
+                lut->gemv.name.c_str(), lut->gemm.name.c_str());
 }
 
 // ---------------------------------------------------------------- main flow
@@ -442,6 +473,8 @@ int run(const br::options& o) {
   lo.activations = o.act == "per-block" ? bitnet::act_quant::per_block : bitnet::act_quant::per_token;
   if (const char* t = std::getenv("BITNET_TUNING")) lo.tuning = t;  // bitnet-tune file: LUT kernels per shape
   lo.tuning_batch = o.n_batch;
+  lo.default_luts = !o.no_lut;
+  lo.keep_t2 = o.precise;  // the double forward pass reads the t2 codes
   const br::model m = br::model::load(std::move(file), lo, pool);
   if (!m.tuning_warning().empty()) std::fprintf(stderr, "bitnet-generate: warning: %s\n", m.tuning_warning().c_str());
   if (static_cast<std::int64_t>(tk.n_vocab()) != m.cfg().n_vocab)
@@ -493,7 +526,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (o.list_kernels) {
-      list_kernels();
+      list_kernels(o);
       return 0;
     }
     return run(o);

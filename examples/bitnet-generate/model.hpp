@@ -227,8 +227,11 @@ struct linear {
   const float* bias = nullptr;  // [M] or null
   float scale = 1.0f;           // `bitnet` arch: optional blk.N.*.scale
   bool has_scale = false;
-  // Set when a tuning file picks a LUT kernel for this shape (bit-identical results):
-  // lut_gemv for decode, lut_gemm for prefill batches, each with its own layout copy.
+  // Set when a LUT kernel runs this projection (bit-identical results): the default LUT pair
+  // where the CPU has one (lut.hpp, preferred_lut_kernels), or a tuning file's pick for the
+  // shape. lut_gemv for decode, lut_gemm for prefill batches, each with its own layout copy
+  // (one shared copy when the layouts agree); with both set, w keeps only its shape unless
+  // load_options::keep_t2.
   std::shared_ptr<const lut_matrix> lut_v, lut_m;
   lut_gemv_fn lut_gemv = nullptr;
   lut_gemm_fn lut_gemm = nullptr;
@@ -260,6 +263,15 @@ struct load_options {
   act_quant activations = act_quant::per_token;
   std::string tuning;                        // tuning file (tuning.hpp, bitnet-tune); "" = none
   std::int64_t tuning_batch = 128;           // the batch whose GEMM pick serves prefill
+  // Without a tuning file or kernel names, run every per-tensor-scaled projection on the CPU's
+  // preferred LUT pair when it has one (AVX-512 VNNI + VBMI: the 1.67-bit dot layout).
+  bool default_luts = true;
+  // The pair to use instead of this CPU's preferred one (tests; hosts with their own pick). Both
+  // kernels must read the same layout.
+  std::optional<lut_kernel_pair> luts;
+  // Keep the t2 codes even when LUT kernels take both decode and prefill (hosts that read
+  // linear::w themselves, like --precise); the default LUT pair is then not used.
+  bool keep_t2 = false;
 };
 
 class model {
@@ -279,6 +291,18 @@ class model {
       m.tuning_features_ = tk.features;
     }
     m.tuning_batch_ = opt.tuning_batch;
+    m.keep_t2_ = opt.keep_t2;
+    const cpu_features capped = opt.kernels.arch.empty() ? cpu : cpu.capped(arch_rank(opt.kernels.arch));
+    if (opt.default_luts && !opt.keep_t2 && m.tuning_.entries.empty() && opt.kernels.gemv.empty() &&
+        opt.kernels.gemm.empty())
+      m.default_luts_ = opt.luts ? opt.luts : preferred_lut_kernels(capped);
+    const auto runs = [&](const auto& e) { return e.fn && e.runs_on && e.runs_on(capped); };
+    if (opt.luts && !(runs(opt.luts->gemv) && runs(opt.luts->gemm)))
+      throw std::invalid_argument("load_options::luts: this CPU cannot run " + opt.luts->gemv.name + " and " +
+                                  opt.luts->gemm.name);
+    if (m.default_luts_ && !(m.default_luts_->gemv.layout == m.default_luts_->gemm.layout))
+      throw std::invalid_argument("load_options::luts: " + m.default_luts_->gemv.name + " and " +
+                                  m.default_luts_->gemm.name + " read different layouts");
     m.load_weights(pool);
     return m;
   }
@@ -300,8 +324,13 @@ class model {
   // "I2_S", "TQ2_0", "TQ1_0" or e.g. "I2_S+TQ2_0" for a mixed file.
   const std::string& ternary_types() const noexcept { return ternary_types_; }
   std::size_t repacked_bytes() const noexcept { return repacked_bytes_; }
-  // Why a tuning file was ignored ("" if none was given or it loaded), and the LUT copies made.
+  // Why a tuning file was ignored ("" if none was given or it loaded), and the LUT copies made:
+  // by the tuning file, or by the default LUT pair (default_lut_pair()).
   const std::string& tuning_warning() const noexcept { return tuning_warning_; }
+  // The default LUT pair when it runs at least one projection (not with a tuning file), else null.
+  const lut_kernel_pair* default_lut_pair() const noexcept {
+    return default_luts_ && lut_tensors_ > 0 ? &*default_luts_ : nullptr;
+  }
   std::size_t lut_bytes() const noexcept { return lut_bytes_; }
   std::size_t lut_tensors() const noexcept { return lut_tensors_; }
   // Ternary weight bytes one decoded token reads (the layout each projection's GEMV uses).
@@ -436,15 +465,31 @@ class model {
       plan_linear(p + "ffn_down", ff, d, b.down, plan);
     }
 
-    // Repack every ternary tensor once, tensors spread over the pool's threads.
+    // Repack every ternary tensor once, tensors spread over the pool's threads: to the default LUT
+    // pair's layout where it applies (the t2 codes are then never made), else to t2.
     const int block = ks_.block();
+    const bool direct_lut = default_luts_ && act_ == act_quant::per_token;
     std::vector<std::string> errors(plan.size());
     pool.run([&](int i, int nt) {
       for (std::size_t j = static_cast<std::size_t>(i); j < plan.size(); j += static_cast<std::size_t>(nt)) {
         const auto& pr = plan[j];
+        linear& L = *pr.dst;
+        const auto K = static_cast<std::int64_t>(pr.t->ne[0]), M = static_cast<std::int64_t>(pr.t->ne[1]);
         try {
-          pr.dst->w = repack(pr.t->type, pr.t->bytes(), static_cast<std::int64_t>(pr.t->ne[0]),
-                             static_cast<std::int64_t>(pr.t->ne[1]), block);
+          if (direct_lut) {
+            const ternary_weights tw = unpack_ternary(pr.t->type, pr.t->bytes(), K, M);
+            release_file_pages(*pr.t);
+            if (tw.block_scales.empty()) {  // one weight scale: the LUT kernels take it
+              L.lut_v = L.lut_m = std::make_shared<const lut_matrix>(repack_lut(tw, default_luts_->gemv.layout));
+              L.lut_gemv = default_luts_->gemv.fn;
+              L.lut_gemm = default_luts_->gemm.fn;
+              L.w = shape_only(K, M, block, tw.scale);
+            } else {
+              L.w = repack(tw, block);
+            }
+            continue;
+          }
+          L.w = repack(pr.t->type, pr.t->bytes(), K, M, block);
           release_file_pages(*pr.t);  // right away, so the peak is not the file + the copy
         } catch (const std::exception& e) {
           errors[j] = e.what();
@@ -453,30 +498,30 @@ class model {
     });
     for (std::size_t j = 0; j < plan.size(); ++j)
       if (!errors[j].empty()) fail_tensor(plan[j].t, plan[j].t->name, errors[j]);
-    for (const auto& pr : plan) repacked_bytes_ += pr.dst->w.packed_bytes();
     copy_head(te);
-    if (!tuning_.entries.empty() && act_ == act_quant::per_token) add_tuned_luts(plan, pool);
+    if (!direct_lut && act_ == act_quant::per_token && !tuning_.entries.empty())
+      add_luts(plan, pool, [&](const linear& L, const char* op, std::int64_t batch) -> std::optional<named_kernel> {
+        const tuning_entry* e = tuning_.pick(op, L.w.M, L.w.K, batch);
+        if (!e) return std::nullopt;
+        auto k = find_kernel(e->kernel, tuning_features_);
+        if (!k || !k->lut) return std::nullopt;
+        return k;
+      });
+    count_bytes(plan);
 #if defined(__GLIBC__)
     ::malloc_trim(0);  // decoded per-tensor temporaries (TQ1_0, LUT copies) would stay resident otherwise
 #endif
   }
 
-  // For shapes whose tuned GEMV (batch 1) or GEMM (batch tuning_batch_) is a LUT kernel, a LUT
-  // copy of the weights next to the t2 one. Matrices a LUT kernel cannot take (per-block
-  // scales) keep the t2 kernels, as tuned_matrix does.
-  void add_tuned_luts(const std::vector<pending_repack>& plan, thread_pool& pool) {
+  // For projections whose GEMV (batch 1) or GEMM (batch tuning_batch_) pick(L, op, batch) makes a
+  // LUT kernel, a LUT copy of the weights; the t2 codes go once no kernel reads them. Matrices a
+  // LUT kernel cannot take (per-block scales) keep the t2 kernels, as tuned_matrix does.
+  template <class Pick> void add_luts(const std::vector<pending_repack>& plan, thread_pool& pool, Pick pick) {
     pool.run([&](int i, int nt) {
       for (std::size_t j = static_cast<std::size_t>(i); j < plan.size(); j += static_cast<std::size_t>(nt)) {
         linear& L = *plan[j].dst;
         if (L.w.per_block_scales()) continue;
-        const auto pick = [&](const char* op, std::int64_t batch) -> std::optional<named_kernel> {
-          const tuning_entry* e = tuning_.pick(op, L.w.M, L.w.K, batch);
-          if (!e) return std::nullopt;
-          auto k = find_kernel(e->kernel, tuning_features_);
-          if (!k || !k->lut) return std::nullopt;
-          return k;
-        };
-        const auto v = pick("gemv", 1), g = pick("gemm", tuning_batch_);
+        const auto v = pick(L, "gemv", 1), g = pick(L, "gemm", tuning_batch_);
         if (v && v->lut_gemv) {
           L.lut_v = std::make_shared<const lut_matrix>(repack_lut(L.w, v->layout));
           L.lut_gemv = v->lut_gemv;
@@ -486,18 +531,24 @@ class model {
                                                            : std::make_shared<const lut_matrix>(repack_lut(L.w, g->layout));
           L.lut_gemm = g->lut_gemm;
         }
-        if (L.lut_gemv && L.lut_gemm) {  // the t2 codes are never read again: keep the shape only
-          ternary_matrix shape;
-          shape.K = L.w.K;
-          shape.M = L.w.M;
-          shape.Kp = L.w.Kp;
-          shape.block = L.w.block;
-          shape.scale = L.w.scale;
-          L.w = std::move(shape);
-        }
+        if (L.lut_gemv && L.lut_gemm && !keep_t2_)  // the t2 codes are never read again: keep the shape
+          L.w = shape_only(L.w.K, L.w.M, L.w.block, L.w.scale);
       }
     });
-    repacked_bytes_ = 0;
+  }
+
+  static ternary_matrix shape_only(std::int64_t K, std::int64_t M, int block, float scale) {
+    ternary_matrix shape;
+    shape.K = K;
+    shape.M = M;
+    shape.Kp = pad_to(K, kActPad);
+    shape.block = block;
+    shape.scale = scale;
+    return shape;
+  }
+
+  void count_bytes(const std::vector<pending_repack>& plan) {
+    repacked_bytes_ = lut_bytes_ = lut_tensors_ = 0;
     for (const auto& pr : plan) {
       const linear& L = *pr.dst;
       repacked_bytes_ += L.w.packed_bytes();
@@ -558,6 +609,8 @@ class model {
   cpu_features tuning_features_;
   std::int64_t tuning_batch_ = 128;
   std::size_t lut_bytes_ = 0, lut_tensors_ = 0;
+  std::optional<lut_kernel_pair> default_luts_;  // set when load_options allowed it and this CPU has one
+  bool keep_t2_ = false;
   std::vector<std::vector<float>> owned_;  // F32 tensors copied out of a mapped file (or misaligned in it)
 };
 

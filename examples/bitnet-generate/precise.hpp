@@ -49,6 +49,11 @@ class precise_session {
     if (m.activation_mode() != act_quant::per_token)
       throw std::invalid_argument(
           "--precise supports per-token activations only (the int8 quantization of bitnet.cpp); drop --act per-block");
+    for (const block_weights& B : m.blocks())
+      for (const linear* L : {&B.q, &B.k, &B.v, &B.o, &B.gate, &B.up, &B.down})
+        if (L->w.packed_bytes() == 0)
+          throw std::invalid_argument("precise session: the model holds LUT copies in place of the t2 codes it reads; "
+                                      "load it with load_options::keep_t2");
     const auto sz = [](std::int64_t n) { return static_cast<std::size_t>(n); };
     const std::int64_t d = c.n_embd, dkv = c.n_embd_kv(), ff = c.n_ff, K = std::max(d, ff);
     x_.resize(sz(d));

@@ -63,6 +63,7 @@
 #include <algorithm>    // std::min, std::max
 #include <cstdint>      // fixed-width integers
 #include <cstring>      // std::memcpy for int32 scratch in float storage
+#include <optional>     // preferred_lut_kernels
 #include <stdexcept>    // errors
 #include <string>       // names, error text
 #include <string_view>  // arch names
@@ -93,6 +94,8 @@ inline constexpr int kMaxLutvTokens = 64; // tokens per vector-LUT table entry
 inline constexpr int kLutTableBytes = 30 * 1024;  // shuffle tables on the stack, all tokens of a pass
 inline constexpr int kLutStreams = 4;             // row tiles a GEMV pass streams together
 inline constexpr int kMaxLutdRows = 64;           // rows per dot tile (2 int32 accumulators per 16 rows)
+inline constexpr int kMaxLutdTokens = 8;          // tokens per dot-GEMM pass
+inline constexpr int kMaxLutdTile = 16;           // (RT / 16) * tokens: int32 accumulators live at once
 inline constexpr int kLutdStreams = 3;  // row tiles a dot GEMV streams together (2 or 4: 3-6% slower from DRAM)
 // 32-group blocks per dot table build (1 KiB each): the 2B4T K = 6912 in one pass. With 30 (as
 // the shuffle family's 30 KiB), 2560x6912 from DRAM ran at 55 G weights/s instead of 73: each
@@ -168,6 +171,23 @@ template <class Arch, int RT> struct lutd_gemv_config {
   static lut_layout layout() { return {lut_kind::dot, 3, RT}; }
   static std::string name() {
     return "gemv_lutd_q8/" + std::string(Arch::name) + "/g3/r" + std::to_string(RT);
+  }
+};
+
+// The dot layout's GEMM: each tile decoded once to codes (vpshufb), shared by T tokens (vpdpbusd).
+// avx512vnni (no VBMI needed) and a portable body.
+template <class Arch, int RT, int Tokens> struct lutd_gemm_config {
+  static_assert(std::is_same_v<Arch, bitnet::arch::scalar> || std::is_same_v<Arch, bitnet::arch::avx512vnni>,
+                "the LUT dot kernels exist for scalar and avx512vnni");
+  static_assert(RT >= 16 && RT <= kMaxLutdRows && RT % 16 == 0, "LUT dot Rows: 16, 32, 48 or 64");
+  static_assert(Tokens >= 1 && Tokens <= kMaxLutdTokens, "LUT dot Tokens is capped at kMaxLutdTokens");
+  static_assert(RT / 16 * Tokens <= kMaxLutdTile, "LUT dot Rows / 16 * Tokens is capped at kMaxLutdTile");
+  using arch = Arch;
+  static constexpr int g = 3, rows = RT, unroll = 1, tokens = Tokens;
+  static constexpr lut_kind kind = lut_kind::dot;
+  static lut_layout layout() { return {lut_kind::dot, 3, RT}; }
+  static std::string name() {
+    return "gemm_lutd_q8/" + std::string(Arch::name) + "/g3/r" + std::to_string(RT) + "/t" + std::to_string(Tokens);
   }
 };
 
@@ -300,30 +320,42 @@ inline lut_matrix repack_lut(const ternary_weights& src, const lut_layout& L) {
     // < 2^31, and so does the correction -32768 * (sum of signs).
     if (t.groups_ > 60000)
       throw std::invalid_argument("repack_lut: K=" + std::to_string(src.K) + " is too long for the dot layout");
-    const std::int64_t ntiles = t.tiles(), tb = t.tile_bytes(), bb = t.dot_block_bytes();
+    const std::int64_t ntiles = t.tiles(), tb = t.tile_bytes(), bb = t.dot_block_bytes(), gp = t.groups_;
     t.data_.resize(static_cast<std::size_t>(ntiles * tb));
     std::uint8_t* d = t.data_.data();
     for (std::size_t i = 0; i < t.data_.size(); ++i) d[i] = 0;  // index 0, sign +: the all-zero pattern
-    std::vector<std::int32_t> neg_groups(static_cast<std::size_t>(ntiles * RT), 0);
+    t.corr_.assign(static_cast<std::size_t>(ntiles * RT), -32768 * static_cast<std::int32_t>(gp));
+    // A row at a time: its groups' indices and signs first (padding groups: index 0, sign +),
+    // then every byte of its slots written once. Loading a 2B4T model repacks ~700M groups.
+    std::vector<std::uint8_t> e(static_cast<std::size_t>(gp)), neg(static_cast<std::size_t>(gp));
     for (std::int64_t m = 0; m < src.M; ++m) {
+      const std::int8_t* w = src.w.data() + m * src.K;
+      std::int32_t nneg = 0;
+      for (std::int64_t j = 0; j < gp; ++j) {
+        int v = 0;
+        if (3 * j + 2 < src.K)
+          v = 9 * w[3 * j] + 3 * w[3 * j + 1] + w[3 * j + 2];
+        else
+          for (int c = 0; c < 3; ++c) v = 3 * v + (3 * j + c < src.K ? w[3 * j + c] : 0);
+        e[static_cast<std::size_t>(j)] = static_cast<std::uint8_t>(v < 0 ? -v : v);
+        neg[static_cast<std::size_t>(j)] = v < 0;
+        nneg += v < 0;
+      }
       const std::int64_t r = m % RT, u = r / 16, i = r % 16;
-      std::uint8_t* tile = d + (m / RT) * tb;
-      for (std::int64_t j = 0; j < ng; ++j) {
-        int w[3] = {weight(m, 3 * j), weight(m, 3 * j + 1), weight(m, 3 * j + 2)};
-        bool neg = false;
-        const int e = detail::lut_index<3>(w, neg);
-        const std::int64_t q = (j % 32) / 4, jq = j % 4;
-        std::uint8_t* sub = tile + (j / 32) * bb + u * detail::kLutdSubtileBytes;
-        sub[(q / 2) * 64 + 4 * i + jq] |= static_cast<std::uint8_t>(e << (4 * (q & 1)));
-        if (neg) {
-          sub[256 + 4 * i + jq] |= static_cast<std::uint8_t>(1 << q);
-          ++neg_groups[static_cast<std::size_t>(m)];
+      std::uint8_t* sub = d + (m / RT) * tb + u * detail::kLutdSubtileBytes + 4 * i;
+      for (std::int64_t b = 0; b < gp / 32; ++b, sub += bb) {
+        const std::uint8_t* eb = e.data() + 32 * b;
+        const std::uint8_t* nb = neg.data() + 32 * b;
+        for (int jq = 0; jq < 4; ++jq) {
+          for (int p = 0; p < 4; ++p)
+            sub[64 * p + jq] = static_cast<std::uint8_t>(eb[8 * p + jq] | (eb[8 * p + 4 + jq] << 4));
+          unsigned sb = 0;
+          for (int q = 0; q < 8; ++q) sb |= static_cast<unsigned>(nb[4 * q + jq]) << q;
+          sub[256 + jq] = static_cast<std::uint8_t>(sb);
         }
       }
+      t.corr_[static_cast<std::size_t>(m)] = -32768 * static_cast<std::int32_t>(gp - 2 * nneg);
     }
-    t.corr_.resize(neg_groups.size());
-    for (std::size_t m = 0; m < neg_groups.size(); ++m)
-      t.corr_[m] = -32768 * static_cast<std::int32_t>(t.groups_ - 2 * neg_groups[m]);
     return t;
   }
   const std::int64_t RT = L.rows;
@@ -492,6 +524,40 @@ void lutd_pass(const lut_matrix& W, const activations& X, std::int64_t x0, float
   lut_finish_rows(W, X, x0, y, r0, r1, RT, partial);
 }
 
+// Dot-layout GEMM, rows [r0, r1), every activation row. Each row tile is decoded once to codes
+// (RT / 16 * 1.5 KiB per 32 groups: 216 KiB for RT = 32, K = 6912, so it stays in L2), which every
+// pass of T tokens then reads; the activations are gathered once per call into the codes' order.
+// Whole tiles are computed; rows outside [r0, r1) are dropped.
+template <class Arch, int RT, int T>
+void lutd_gemm_run(const lut_matrix& W, const activations& X, float* Y, std::int64_t ldy, std::int64_t r0,
+                   std::int64_t r1) {
+  if (r0 >= r1) return;
+  const std::int64_t N = X.rows(), nblk = W.groups() / 32;
+  aligned_buffer<std::int8_t> act(static_cast<std::size_t>(N * nblk * 96));
+  aligned_buffer<std::uint8_t> codes(static_cast<std::size_t>(nblk * (RT / 16) * 1536));
+  for (std::int64_t t = 0; t < N; ++t) lutd_gather(X.q(t), X.padded_K(), nblk, act.data() + t * nblk * 96);
+  alignas(64) std::int32_t acc[T * RT];
+  const float sw = W.scale;
+  for (std::int64_t tile = r0 / RT; tile * RT < r1; ++tile) {
+    lut_impl<Arch>::template lutd_decode<RT>(W.tile(tile), nblk, codes.data());
+    const std::int64_t m0 = std::max(r0, tile * RT), m1 = std::min(r1, (tile + 1) * RT);
+    auto pass = [&]<int TT>(std::int64_t t0) {
+      const std::int8_t* a[TT];
+      for (int t = 0; t < TT; ++t) a[t] = act.data() + (t0 + t) * nblk * 96;
+      lut_impl<Arch>::template lutd_mad<RT, TT>(codes.data(), nblk, a, acc);
+      for (int t = 0; t < TT; ++t) {
+        const float sq = static_cast<float>(X.sum(t0 + t)), sx = X.scale(t0 + t);
+        float* y = Y + (t0 + t) * ldy;
+        for (std::int64_t m = m0; m < m1; ++m)
+          y[m] = ((static_cast<float>(acc[t * RT + (m - tile * RT)]) - sq) / sx) * sw;
+      }
+    };
+    std::int64_t t = 0;
+    for (; t + T <= N; t += T) pass.template operator()<T>(t);
+    for (; t < N; ++t) pass.template operator()<1>(t);
+  }
+}
+
 template <class Arch, int NT, int R>
 void lutv_gemm_run(const lut_matrix& W, const activations& X, float* Y, std::int64_t ldy, std::int64_t r0,
                    std::int64_t r1) {
@@ -552,6 +618,8 @@ void gemm_lut(const lut_matrix& W, const activations& X, float* Y, std::int64_t 
   using A = typename Config::arch;
   if constexpr (Config::kind == lut_kind::vector) {
     detail::lutv_gemm_run<A, Config::tokens, Config::rows>(W, X, Y, ldy, row_begin, row_end);
+  } else if constexpr (Config::kind == lut_kind::dot) {
+    detail::lutd_gemm_run<A, Config::rows, Config::tokens>(W, X, Y, ldy, row_begin, row_end);
   } else {
     constexpr int G = Config::g, RT = Config::rows, T = Config::tokens;
     const std::int64_t N = X.rows();
@@ -586,7 +654,9 @@ using lut_gemm_grid = type_list<
     lutv_gemm_config<arch::avx2, 2, 32>, lut_gemm_config<arch::avx512bw, 3, 64, 2>,
     lutv_gemm_config<arch::avx512bw, 2, 32>, lutv_gemm_config<arch::avx512bw, 4, 32>,
     lutv_gemm_config<arch::avx512bw, 2, 64>,
-    lut_gemm_config<arch::neon64, 3, 16, 2>, lutv_gemm_config<arch::neon64, 2, 16>>;
+    lut_gemm_config<arch::neon64, 3, 16, 2>, lutv_gemm_config<arch::neon64, 2, 16>,
+    lutd_gemm_config<arch::scalar, 16, 2>, lutd_gemm_config<arch::avx512vnni, 32, 4>,
+    lutd_gemm_config<arch::avx512vnni, 32, 8>, lutd_gemm_config<arch::avx512vnni, 64, 4>>;
 
 using lut_gemv_fn = void (*)(const lut_matrix&, const activations&, std::int64_t, float*, std::int64_t, std::int64_t);
 using lut_gemm_fn = void (*)(const lut_matrix&, const activations&, float*, std::int64_t, std::int64_t, std::int64_t);
@@ -649,5 +719,28 @@ BITNET_REGISTRY_LINKAGE std::vector<lut_gemm_entry> lut_gemm_variants() {
   return detail::make_lut_gemm_entries(lut_gemm_grid{});
 }
 #endif
+
+// The LUT pair a host without a tuning file should run instead of the t2 kernels on a CPU with
+// features f (cap them first for an arch override), or nothing: the dot family where its GEMV
+// runs (AVX-512 VNNI + VBMI). Both kernels read one lutd/g3/r32 copy, 1.67 bits per weight
+// instead of 2, so decode reads 17% fewer ternary bytes; the GEMM shares each decoded tile among
+// 8 tokens and ran 1.6x the t2 GEMM on 2B4T shapes (bench_lut). Elsewhere the t2 kernels win
+// (README, "The 1.67-bit path").
+struct lut_kernel_pair {
+  lut_gemv_entry gemv;
+  lut_gemm_entry gemm;
+};
+inline std::optional<lut_kernel_pair> preferred_lut_kernels(const cpu_features& f) {
+  const std::string gv = lutd_gemv_config<arch::avx512vnni, 32>::name(),
+                    gm = lutd_gemm_config<arch::avx512vnni, 32, 8>::name();
+  std::optional<lut_gemv_entry> v;
+  std::optional<lut_gemm_entry> m;
+  for (auto& e : lut_gemv_variants())
+    if (e.name == gv && e.runs_on(f)) v = std::move(e);
+  for (auto& e : lut_gemm_variants())
+    if (e.name == gm && e.runs_on(f)) m = std::move(e);
+  if (!v || !m) return std::nullopt;
+  return lut_kernel_pair{std::move(*v), std::move(*m)};
+}
 
 }  // namespace bitnet

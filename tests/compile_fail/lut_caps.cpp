@@ -20,7 +20,11 @@ int main() {
   auto px = &bitnet::gemm_lut<x>;
   using d = bitnet::lutd_gemv_config<scalar, bitnet::kMaxLutdRows>;
   auto pd = &bitnet::gemv_lut<d>;
-  return (pv && pm && px && pd && v::rows == bitnet::kMaxLutRows) ? 0 : 1;
+  using dm = bitnet::lutd_gemm_config<scalar, bitnet::kMaxLutdRows, bitnet::kMaxLutdTile / (bitnet::kMaxLutdRows / 16)>;
+  using dt = bitnet::lutd_gemm_config<scalar, 16, bitnet::kMaxLutdTokens>;
+  auto pdm = &bitnet::gemm_lut<dm>;
+  auto pdt = &bitnet::gemm_lut<dt>;
+  return (pv && pm && px && pd && pdm && pdt && v::rows == bitnet::kMaxLutRows) ? 0 : 1;
 #elif BITNET_CF_CASE == 1
   return bitnet::lut_gemv_config<avx2, 4, 32, 1>::g;  // 81 patterns do not fit a 16-entry shuffle
 #elif BITNET_CF_CASE == 2
@@ -43,5 +47,9 @@ int main() {
   return bitnet::lutd_gemv_config<scalar, bitnet::kMaxLutdRows + 16>::rows;
 #elif BITNET_CF_CASE == 11
   return bitnet::lutd_gemv_config<avx2, 32>::rows;  // no AVX2 dot body (needs vpermb + vpdpbusd)
+#elif BITNET_CF_CASE == 12
+  return bitnet::lutd_gemm_config<scalar, 16, bitnet::kMaxLutdTokens + 1>::tokens;
+#elif BITNET_CF_CASE == 13
+  return bitnet::lutd_gemm_config<scalar, 64, 8>::tokens;  // 4 subtiles x 8 tokens accumulators > kMaxLutdTile
 #endif
 }

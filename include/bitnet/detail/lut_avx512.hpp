@@ -12,6 +12,7 @@
 
 #include <immintrin.h>  // AVX-512 intrinsics
 #include <cstdint>      // fixed-width integers
+#include <cstring>      // std::memcpy: activation dwords
 
 #include "lut_avx2.hpp"
 #include "lut_scalar.hpp"
@@ -197,6 +198,7 @@ template <> struct lut_impl<arch::avx512bw> {
 };
 
 BITNET_DEFINE_STATIC_FOR(static_for_lutd, BITNET_TARGET_AVX512VBMI)
+BITNET_DEFINE_STATIC_FOR(static_for_lutd_vnni, BITNET_TARGET_AVX512VNNI)
 
 // lutd: byte k of a 64-byte index vector is row k / 4, group k % 4 of a quad; its table is the
 // 16-byte quarter k % 4 of the quad's 64-byte table, so vpermb takes index | 16 * (k % 4).
@@ -214,11 +216,70 @@ inline constexpr lutd_consts kLutdConsts = [] {
   return c;
 }();
 
-// avx512vnni adds the dot family (VNNI + VBMI, checked separately: cpu_features::avx512vbmi):
+// avx512vnni adds the dot family. The GEMV needs VNNI + VBMI (checked separately:
+// cpu_features::avx512vbmi):
 // per quad of groups, two vpermb look up the low and high bytes of 64 entries (16 rows x 4
 // groups) and two vpdpbusd multiply them by the groups' signs (+1 / -1) and add the four groups
 // of each row into its int32 lane. No int16 stage, no widening, rows stay in order.
+// The GEMM needs VNNI only: vpshufb decodes each nibble index to its three codes (sign applied
+// by a masked 2 - c), and vpdpbusd multiplies 16 rows x 4 codes by one broadcast dword of
+// activations per token, rows again in lanes.
 template <> struct lut_impl<arch::avx512vnni> : lut_impl<arch::avx512bw> {
+  template <int RT>
+  BITNET_TARGET_AVX512VNNI static void lutd_decode(const std::uint8_t* w, std::int64_t nblk,
+                                                   std::uint8_t* codes) noexcept {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(2);
+    __m512i tp[3];
+    static_for_lutd_vnni<3>([&](auto p) BITNET_INLINE_AVX512VNNI {
+      tp[p] = _mm512_maskz_broadcast_i32x4(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLutdCodes.c[p])));
+    });
+    for (std::int64_t s = 0; s < nblk * (RT / 16); ++s) {
+      const std::uint8_t* sub = w + s * kLutdSubtileBytes;
+      std::uint8_t* out = codes + s * 1536;
+      const __m512i sv = _mm512_loadu_si512(sub + 256);
+      static_for_lutd_vnni<4>([&](auto h) BITNET_INLINE_AVX512VNNI {
+        const __m512i x = _mm512_loadu_si512(sub + 64 * h);
+        const __m512i idx[2] = {_mm512_and_si512(x, m4), _mm512_and_si512(_mm512_srli_epi16(x, 4), m4)};
+        static_for_lutd_vnni<2>([&](auto n) BITNET_INLINE_AVX512VNNI {
+          constexpr int q = 2 * h + n;
+          const __mmask64 neg = _mm512_test_epi8_mask(sv, _mm512_set1_epi8(static_cast<char>(1 << q)));
+          static_for_lutd_vnni<3>([&](auto p) BITNET_INLINE_AVX512VNNI {
+            const __m512i c = _mm512_shuffle_epi8(tp[p], idx[n]);
+            _mm512_store_si512(out + (3 * q + p) * 64, _mm512_mask_sub_epi8(c, neg, two, c));
+          });
+        });
+      });
+    }
+  }
+
+  template <int RT, int T>
+  BITNET_TARGET_AVX512VNNI static void lutd_mad(const std::uint8_t* codes, std::int64_t nblk,
+                                                const std::int8_t* const* act, std::int32_t* acc) noexcept {
+    constexpr int NU = RT / 16;
+    __m512i a[NU * T];
+    static_for_lutd_vnni<NU * T>([&](auto v) BITNET_INLINE_AVX512VNNI { a[v] = _mm512_setzero_si512(); });
+    for (std::int64_t b = 0; b < nblk; ++b) {
+      const std::uint8_t* cb = codes + b * NU * 1536;
+      for (int d = 0; d < 24; ++d) {
+        __m512i x[T];
+        static_for_lutd_vnni<T>([&](auto t) BITNET_INLINE_AVX512VNNI {
+          std::int32_t v;
+          std::memcpy(&v, act[t] + 96 * b + 4 * d, sizeof v);
+          x[t] = _mm512_set1_epi32(v);
+        });
+        static_for_lutd_vnni<NU>([&](auto u) BITNET_INLINE_AVX512VNNI {
+          const __m512i c = _mm512_load_si512(cb + u * 1536 + 64 * d);
+          static_for_lutd_vnni<T>([&](auto t) BITNET_INLINE_AVX512VNNI {
+            a[u * T + t] = _mm512_dpbusd_epi32(a[u * T + t], c, x[t]);
+          });
+        });
+      }
+    }
+    static_for_lutd_vnni<NU * T>([&](auto v) BITNET_INLINE_AVX512VNNI {
+      _mm512_storeu_si512(acc + (v % T) * RT + 16 * (v / T), a[v]);
+    });
+  }
+
   BITNET_TARGET_AVX512VBMI static void lutd_arrange(const std::uint8_t* raw, std::int64_t nquads,
                                                     std::uint8_t* tbl) noexcept {
     const __m512i lo = _mm512_load_si512(kLutdConsts.lo), hi = _mm512_load_si512(kLutdConsts.hi);

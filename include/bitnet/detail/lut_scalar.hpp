@@ -39,6 +39,15 @@
 //           where the group's sign bit is set, else +1 (the +128 of the high bytes is
 //           removed by the layout's per-row correction);
 //       part[k][r] = s (first) or part[k][r] + s. part as for tile_block.
+// Dot-layout GEMM (gemm_lutd_q8): the tile is decoded once to codes, which T tokens then share.
+//   lutd_decode<RT>(w, nblk, codes)
+//     nblk blocks of one tile of RT rows at w. Writes RT / 16 * 1536 bytes per block (block b,
+//     subtile u at codes + (b * RT / 16 + u) * 1536): 24 vectors of 64 bytes, vector 3q + p,
+//     byte 4i + j = w_p + 1 (0, 1, 2; the sign applied) for weight p of group 4q + j of row
+//     16u + i. codes is 64-byte aligned.
+//   lutd_mad<RT, T>(codes, nblk, act, acc)
+//     act[t]: lutd_gather output for token t (96 bytes per block). For every row r < RT:
+//       acc[t * RT + r] = sum over the blocks of codes(r, k) * q_t(k) (dot_c: codes are w + 1).
 #pragma once
 
 #include <array>    // entry patterns
@@ -132,6 +141,35 @@ inline void lutd_arrange_scalar(const std::uint8_t* raw, std::int64_t nquads, st
       }
 }
 
+// Dot-layout GEMM: the activations of token row q in the order of lutd_decode's codes. Per block
+// b of 32 groups, 96 bytes: dword 3c + p (c = quad), byte j = q[3 * (32b + 4c + j) + p], 0 for
+// indices >= kvalid. Inside each run of 12 bytes this transposes 4 groups x 3 weights.
+inline void lutd_gather(const std::int8_t* q, std::int64_t kvalid, std::int64_t nblk, std::int8_t* act) noexcept {
+  for (std::int64_t b = 0; b < nblk; ++b)
+    for (int c = 0; c < 8; ++c) {
+      const std::int64_t k0 = 96 * b + 12 * c;
+      std::int8_t* o = act + k0;
+      if (k0 + 12 <= kvalid) {
+        for (int p = 0; p < 3; ++p)
+          for (int j = 0; j < 4; ++j) o[4 * p + j] = q[k0 + 3 * j + p];
+      } else {
+        for (int p = 0; p < 3; ++p)
+          for (int j = 0; j < 4; ++j) o[4 * p + j] = k0 + 3 * j + p < kvalid ? q[k0 + 3 * j + p] : std::int8_t{0};
+      }
+    }
+}
+
+// Code w + 1 of weight p of magnitude index e (sign +), for lutd_decode; unused 14, 15 give 1.
+struct lutd_code_table {
+  std::uint8_t c[3][16];
+};
+inline constexpr lutd_code_table kLutdCodes = [] {
+  lutd_code_table t{};
+  for (int p = 0; p < 3; ++p)
+    for (int e = 0; e < 16; ++e) t.c[p][e] = static_cast<std::uint8_t>(lut_entry_weight<3>(e, p) + 1);
+  return t;
+}();
+
 // Portable activation gather for the vector family: act[i][t] = q_t[k0 + i] (int16),
 // 0 for absent tokens (qrows[t] == nullptr) and for k >= kvalid.
 template <int NT>
@@ -212,6 +250,41 @@ template <> struct lut_impl<arch::scalar> {
         }
         const std::int32_t s = 256 * hi + lo;
         store_i32(part[k], r, first ? s : load_i32(part[k], r) + s);
+      }
+  }
+
+  // Reads the layout one byte at a time; the sign turns code c into 2 - c.
+  template <int RT>
+  static void lutd_decode(const std::uint8_t* w, std::int64_t nblk, std::uint8_t* codes) noexcept {
+    for (std::int64_t s = 0; s < nblk * (RT / 16); ++s) {
+      const std::uint8_t* sub = w + s * kLutdSubtileBytes;
+      std::uint8_t* out = codes + s * 1536;
+      for (int q = 0; q < 8; ++q)
+        for (int k = 0; k < 64; ++k) {
+          const unsigned e = (sub[(q / 2) * 64 + k] >> (4 * (q & 1))) & 15u;
+          const bool neg = (sub[256 + k] >> q) & 1u;
+          for (int p = 0; p < 3; ++p) {
+            const std::uint8_t c = kLutdCodes.c[p][e];
+            out[(3 * q + p) * 64 + k] = neg ? static_cast<std::uint8_t>(2 - c) : c;
+          }
+        }
+    }
+  }
+
+  template <int RT, int T>
+  static void lutd_mad(const std::uint8_t* codes, std::int64_t nblk, const std::int8_t* const* act,
+                       std::int32_t* acc) noexcept {
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < RT; ++r) {
+        const int u = r / 16, i = r % 16;
+        std::int32_t s = 0;
+        for (std::int64_t b = 0; b < nblk; ++b) {
+          const std::uint8_t* c = codes + (b * (RT / 16) + u) * 1536;
+          const std::int8_t* a = act[t] + 96 * b;
+          for (int d = 0; d < 24; ++d)
+            for (int j = 0; j < 4; ++j) s += c[64 * d + 4 * i + j] * a[4 * d + j];
+        }
+        acc[t * RT + r] = s;
       }
   }
 
