@@ -49,6 +49,28 @@ TEST(I2S, RoundTripAndInvalidCode) {
   b[5] |= 0xC0;  // code 3 in the first pair
   EXPECT_THROW(unpack_i2s(b, 256, 3), std::runtime_error);
   EXPECT_THROW(repack(tensor_type::i2_s, b, 256, 3, 128), std::runtime_error);
+  // The message names the element: byte 5 of group 3 (row 1), bits 2-3: element 3*128 + 96 + 5.
+  b = pack_i2s(w, 256, 3, 0.0625f);
+  b[3 * 32 + 5] |= 0x03;
+  try {
+    unpack_i2s(b, 256, 3);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("element 485 (row 1)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TQ2, InvalidCodeNamesItsElement) {
+  auto w = test::random_ternary(512, 8);
+  auto b = pack_tq2(w, 256, 2, 0.5f);
+  EXPECT_EQ(unpack_tq2(b, 256, 2).w, w);
+  b[66 + 33] |= 0x30;  // block 1, byte 33, bits 4-5: element 256 + 128 + 64 + 1
+  try {
+    unpack_tq2(b, 256, 2);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("element 449"), std::string::npos) << e.what();
+  }
 }
 
 TEST(I2S, RejectsShapes) {

@@ -45,6 +45,12 @@
 //     bytes (vector p, byte 4i + j: low nibble = group 4(2p) + j, high nibble = group
 //     4(2p+1) + j, of row i) and a sign vector (byte 4i + j, bit q: group 4q + j). 1.67 bits
 //     per weight, like the G = 3 shuffle layout.
+//   gemm_lutd_q8/<arch>/g3/r<RT>/t<T>        the dot layout's GEMM (scalar; avx512vnni)
+//     No tables: each row tile is decoded once to byte codes w + 1 (vpshufb per weight of a
+//     group, the sign as 2 - c), in the index layout's order, and T tokens at a time multiply
+//     it with vpdpbusd against one broadcast dword of activations (gathered once per call into
+//     the same order), rows in int32 lanes. Same epilogue, so bit-identical as well.
+//   preferred_lut_kernels(f): the GEMV + GEMM pair a host should run instead of t2 on CPU f.
 //
 // Results: exact int32 sums of w * q, then the per-token epilogue of gemv.hpp,
 //   y = (((float)dot_c - (float)sum_q) / s_x) * s_w,  dot_c = sum w*q + sum_q (int32),
@@ -53,9 +59,11 @@
 // semantics); anything else throws std::invalid_argument (use the t2 kernels).
 //
 // Scratch: the shuffle kernels keep their tables (at most kLutTableBytes, 30 KiB) on the stack and
-// use the caller's output rows as int32 scratch between K blocks; the dot kernels likewise, with
+// use the caller's output rows as int32 scratch between K blocks; the dot GEMV likewise, with
 // up to 81 KiB of tables (kLutdSuperBlocks: K up to 7680 in one pass); the vector kernels
-// allocate (rows x NT) int32 partial sums plus ~28 KiB of tables per call.
+// allocate (rows x NT) int32 partial sums plus ~28 KiB of tables per call; the dot GEMM
+// allocates one decoded tile (RT / 16 * 1.5 KiB per 32 groups) and the gathered activations
+// (N x K bytes, padded) per call.
 // Registries: lut_gemv_variants(), lut_gemm_variants() (same fields as dispatch.hpp's
 // entries, plus the layout each kernel needs).
 #pragma once
