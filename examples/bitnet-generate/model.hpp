@@ -499,29 +499,29 @@ class model {
     for (std::size_t j = 0; j < plan.size(); ++j)
       if (!errors[j].empty()) fail_tensor(plan[j].t, plan[j].t->name, errors[j]);
     copy_head(te);
-    if (!direct_lut && act_ == act_quant::per_token && !tuning_.entries.empty())
-      add_luts(plan, pool, [&](const linear& L, const char* op, std::int64_t batch) -> std::optional<named_kernel> {
-        const tuning_entry* e = tuning_.pick(op, L.w.M, L.w.K, batch);
-        if (!e) return std::nullopt;
-        auto k = find_kernel(e->kernel, tuning_features_);
-        if (!k || !k->lut) return std::nullopt;
-        return k;
-      });
+    if (!direct_lut && act_ == act_quant::per_token && !tuning_.entries.empty()) add_tuned_luts(plan, pool);
     count_bytes(plan);
 #if defined(__GLIBC__)
     ::malloc_trim(0);  // decoded per-tensor temporaries (TQ1_0, LUT copies) would stay resident otherwise
 #endif
   }
 
-  // For projections whose GEMV (batch 1) or GEMM (batch tuning_batch_) pick(L, op, batch) makes a
-  // LUT kernel, a LUT copy of the weights; the t2 codes go once no kernel reads them. Matrices a
-  // LUT kernel cannot take (per-block scales) keep the t2 kernels, as tuned_matrix does.
-  template <class Pick> void add_luts(const std::vector<pending_repack>& plan, thread_pool& pool, Pick pick) {
+  // For shapes whose tuned GEMV (batch 1) or GEMM (batch tuning_batch_) is a LUT kernel, a LUT
+  // copy of the weights; the t2 codes go once no kernel reads them. Matrices a LUT kernel cannot
+  // take (per-block scales) keep the t2 kernels, as tuned_matrix does.
+  void add_tuned_luts(const std::vector<pending_repack>& plan, thread_pool& pool) {
     pool.run([&](int i, int nt) {
       for (std::size_t j = static_cast<std::size_t>(i); j < plan.size(); j += static_cast<std::size_t>(nt)) {
         linear& L = *plan[j].dst;
         if (L.w.per_block_scales()) continue;
-        const auto v = pick(L, "gemv", 1), g = pick(L, "gemm", tuning_batch_);
+        const auto pick = [&](const char* op, std::int64_t batch) -> std::optional<named_kernel> {
+          const tuning_entry* e = tuning_.pick(op, L.w.M, L.w.K, batch);
+          if (!e) return std::nullopt;
+          auto k = find_kernel(e->kernel, tuning_features_);
+          if (!k || !k->lut) return std::nullopt;
+          return k;
+        };
+        const auto v = pick("gemv", 1), g = pick("gemm", tuning_batch_);
         if (v && v->lut_gemv) {
           L.lut_v = std::make_shared<const lut_matrix>(repack_lut(L.w, v->layout));
           L.lut_gemv = v->lut_gemv;
