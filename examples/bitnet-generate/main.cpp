@@ -411,7 +411,8 @@ void list_kernels(const br::options& o) {
   std::printf("selected: %s, %s; head kernels arch %s\n", ks.gemv.name.c_str(), ks.gemm.name.c_str(),
               std::string(bitnet::select_dense_kernels(f, ko.arch).arch_name).c_str());
   const auto lut = bitnet::preferred_lut_kernels(ko.arch.empty() ? f : f.capped(bitnet::arch_rank(ko.arch)));
-  if (lut && !o.no_lut && !o.precise && o.act == "per-token" && ko.gemv.empty() && ko.gemm.empty())
+  if (lut && !o.no_lut && !o.precise && o.act == "per-token" && ko.gemv.empty() && ko.gemm.empty() &&
+      !std::getenv("BITNET_TUNING"))
     std::printf("  for projections with one weight scale (BitNet's): %s, %s (--no-lut: the above)\n",
                 lut->gemv.name.c_str(), lut->gemm.name.c_str());
 }
