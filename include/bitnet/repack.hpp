@@ -134,9 +134,11 @@ inline ternary_matrix repack(const ternary_weights& src, int block = 128) {
     for (std::int64_t c = 0; c * block < src.K; ++c) {
       const std::int64_t k0 = c * block;
       if (k0 + block <= src.K) {
-        for (std::int64_t b = 0; b < cb; ++b)
-          row[c * cb + b] = static_cast<std::uint8_t>((w[k0 + b] + 1) | ((w[k0 + b + cb] + 1) << 2) |
-                                                      ((w[k0 + b + 2 * cb] + 1) << 4) | ((w[k0 + b + 3 * cb] + 1) << 6));
+        for (std::int64_t b = 0; b < cb; ++b) {
+          const std::int8_t* x = w + k0 + b;
+          row[c * cb + b] = static_cast<std::uint8_t>((x[0] + 1) | ((x[cb] + 1) << 2) | ((x[2 * cb] + 1) << 4) |
+                                                      ((x[3 * cb] + 1) << 6));
+        }
       } else {
         for (std::int64_t k = k0; k < src.K; ++k) t.set_weight(m, k, w[k]);
       }

@@ -216,9 +216,8 @@ inline constexpr lutd_consts kLutdConsts = [] {
   return c;
 }();
 
-// avx512vnni adds the dot family. The GEMV needs VNNI + VBMI (checked separately:
-// cpu_features::avx512vbmi):
-// per quad of groups, two vpermb look up the low and high bytes of 64 entries (16 rows x 4
+// avx512vnni adds the dot family. The GEMV needs VNNI + VBMI (VBMI is checked separately:
+// cpu_features::avx512vbmi). Per quad of groups, two vpermb look up the low and high bytes of 64 entries (16 rows x 4
 // groups) and two vpdpbusd multiply them by the groups' signs (+1 / -1) and add the four groups
 // of each row into its int32 lane. No int16 stage, no widening, rows stay in order.
 // The GEMM needs VNNI only: vpshufb decodes each nibble index to its three codes (sign applied
@@ -231,7 +230,8 @@ template <> struct lut_impl<arch::avx512vnni> : lut_impl<arch::avx512bw> {
     const __m512i m4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(2);
     __m512i tp[3];
     static_for_lutd_vnni<3>([&](auto p) BITNET_INLINE_AVX512VNNI {
-      tp[p] = _mm512_maskz_broadcast_i32x4(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLutdCodes.c[p])));
+      const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLutdCodes.c[p]));
+      tp[p] = _mm512_maskz_broadcast_i32x4(0xFFFF, t);
     });
     for (std::int64_t s = 0; s < nblk * (RT / 16); ++s) {
       const std::uint8_t* sub = w + s * kLutdSubtileBytes;

@@ -154,7 +154,10 @@ inline void lutd_gather(const std::int8_t* q, std::int64_t kvalid, std::int64_t 
           for (int j = 0; j < 4; ++j) o[4 * p + j] = q[k0 + 3 * j + p];
       } else {
         for (int p = 0; p < 3; ++p)
-          for (int j = 0; j < 4; ++j) o[4 * p + j] = k0 + 3 * j + p < kvalid ? q[k0 + 3 * j + p] : std::int8_t{0};
+          for (int j = 0; j < 4; ++j) {
+            const std::int64_t k = k0 + 3 * j + p;
+            o[4 * p + j] = k < kvalid ? q[k] : std::int8_t{0};
+          }
       }
     }
 }
