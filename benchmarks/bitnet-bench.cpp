@@ -229,9 +229,8 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
     const br::model m = br::model::load(path, lo, pool);
     if (!m.tuning_warning().empty()) std::fprintf(stderr, "bitnet-bench: warning: %s\n", m.tuning_warning().c_str());
     const auto* lut = m.default_lut_pair();
-    std::fprintf(stderr, "bitnet-bench: loaded in %.1f s; gemv %s, gemm %s", seconds_since(tl),
-                 lut ? lut->gemv.name.c_str() : m.kernels().gemv.name.c_str(),
-                 lut ? lut->gemm.name.c_str() : m.kernels().gemm.name.c_str());
+    std::fprintf(stderr, "bitnet-bench: loaded in %.1f s; gemv %s, gemm %s", seconds_since(tl), m.gemv_name().c_str(),
+                 m.gemm_name().c_str());
     if (lut && m.lut_tensors() < 7 * static_cast<std::size_t>(m.cfg().n_layer))
       std::fprintf(stderr, " on %zu tensors (per-block scales: the rest on %s)", m.lut_tensors(),
                    m.kernels().gemv.name.c_str());
@@ -250,9 +249,7 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
     const double file_gib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 30);
     std::string head_name(bitnet::type_name(E.type));
     const std::string name = std::filesystem::path(path).stem().string();
-    const std::string layout = m.default_lut_pair() ? m.default_lut_pair()->gemv.layout.name()
-                               : m.lut_tensors() > 0 ? "tuned"
-                                                     : "t2/b" + std::to_string(m.kernels().block());
+    const std::string layout = m.lut_tensors() > 0 && !lut ? "tuned" : m.weights_layout();
 
     auto tokens = [&](int n) {
       std::vector<std::int32_t> t(static_cast<std::size_t>(n));

@@ -332,21 +332,18 @@ std::string mib(std::size_t bytes) {
 double per_s(std::int64_t n, double ms) { return ms > 0 ? 1000.0 * static_cast<double>(n) / ms : 0.0; }
 
 // The kernels decode and prefill run, for the reports.
-std::string gemv_name(const br::model& m) {
-  if (const auto* d = m.default_lut_pair()) return d->gemv.name;
-  return m.kernels().gemv.name + (m.lut_tensors() > 0 ? " + tuning file LUT picks" : "");
+std::string tuned_suffix(const br::model& m) {
+  return m.lut_tensors() > 0 && !m.default_lut_pair() ? " + tuning file LUT picks" : "";
 }
-std::string gemm_name(const br::model& m) {
-  if (const auto* d = m.default_lut_pair()) return d->gemm.name;
-  return m.kernels().gemm.name + (m.lut_tensors() > 0 ? " + tuning file LUT picks" : "");
-}
+std::string gemv_name(const br::model& m) { return m.gemv_name() + tuned_suffix(m); }
+std::string gemm_name(const br::model& m) { return m.gemm_name() + tuned_suffix(m); }
 
 // The repacked ternary weights: size and layout.
 std::string repacked(const br::model& m) {
-  if (const auto* d = m.default_lut_pair())
-    return mib(m.lut_bytes() + m.repacked_bytes()) + " as " + d->gemv.layout.name() +
+  if (m.default_lut_pair())
+    return mib(m.lut_bytes() + m.repacked_bytes()) + " as " + m.weights_layout() +
            (m.repacked_bytes() > 0 ? " and t2" : "");
-  return mib(m.repacked_bytes()) + " as t2/b" + std::to_string(m.kernels().block()) +
+  return mib(m.repacked_bytes()) + " as " + m.weights_layout() +
          (m.lut_tensors() > 0 ? " + " + mib(m.lut_bytes()) + " of tuned LUT copies" : "");
 }
 

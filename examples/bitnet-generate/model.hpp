@@ -331,6 +331,17 @@ class model {
   const lut_kernel_pair* default_lut_pair() const noexcept {
     return default_luts_ && lut_tensors_ > 0 ? &*default_luts_ : nullptr;
   }
+  // What decode and prefill run: the default LUT pair's kernels and layout, else the t2 ones (a
+  // tuning file's per-shape LUT picks come on top of those).
+  const std::string& gemv_name() const noexcept {
+    return default_lut_pair() ? default_luts_->gemv.name : ks_.gemv.name;
+  }
+  const std::string& gemm_name() const noexcept {
+    return default_lut_pair() ? default_luts_->gemm.name : ks_.gemm.name;
+  }
+  std::string weights_layout() const {
+    return default_lut_pair() ? default_luts_->gemv.layout.name() : "t2/b" + std::to_string(ks_.block());
+  }
   std::size_t lut_bytes() const noexcept { return lut_bytes_; }
   std::size_t lut_tensors() const noexcept { return lut_tensors_; }
   // Ternary weight bytes one decoded token reads (the layout each projection's GEMV uses).

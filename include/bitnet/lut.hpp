@@ -553,11 +553,11 @@ void lutd_gemm_run(const lut_matrix& W, const activations& X, float* Y, std::int
       const std::int8_t* a[TT];
       for (int t = 0; t < TT; ++t) a[t] = act.data() + (t0 + t) * nblk * 96;
       lut_impl<Arch>::template lutd_mad<RT, TT>(codes.data(), nblk, a, acc);
-      for (int t = 0; t < TT; ++t) {
-        const float sq = static_cast<float>(X.sum(t0 + t)), sx = X.scale(t0 + t);
+      for (int t = 0; t < TT; ++t) {  // acc holds dot_c (codes w + 1): the sum w*q is acc - sum_q
+        const std::int32_t sq = X.sum(t0 + t);
+        const float sx = X.scale(t0 + t);
         float* y = Y + (t0 + t) * ldy;
-        for (std::int64_t m = m0; m < m1; ++m)
-          y[m] = ((static_cast<float>(acc[t * RT + (m - tile * RT)]) - sq) / sx) * sw;
+        for (std::int64_t m = m0; m < m1; ++m) y[m] = lut_epilogue(acc[t * RT + (m - tile * RT)] - sq, sq, sx, sw);
       }
     };
     std::int64_t t = 0;
