@@ -425,6 +425,34 @@ TEST_P(ModelCase, LutLayoutGivesTheT2Logits) {
   }
 }
 
+TEST(ModelLoad, RefusesAnUnusableLutPair) {
+  const synth_model sm = bitnet::test::make_model({});
+  thread_pool pool(1);
+  const auto load = [&](bitnet::lut_kernel_pair p) {
+    bitnet::run::load_options o;
+    o.luts = std::move(p);
+    return model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
+  };
+  bitnet::lut_kernel_pair mixed, empty;
+  for (const auto& e : bitnet::lut_gemv_variants())
+    if (e.name == "gemv_lutd_q8/scalar/g3/r16") mixed.gemv = e;
+  for (const auto& e : bitnet::lut_gemm_variants())
+    if (e.name == "gemm_lutv_q8/scalar/g3/r1/t16") mixed.gemm = e;
+  ASSERT_TRUE(mixed.gemv.fn && mixed.gemm.fn);
+  try {
+    load(mixed);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("read different layouts"), std::string::npos) << e.what();
+  }
+  try {
+    load(empty);  // no kernels at all
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot run"), std::string::npos) << e.what();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Synthetic, ModelCase, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return info.param.name; });
 
