@@ -670,21 +670,22 @@ using lut_gemv_fn = void (*)(const lut_matrix&, const activations&, std::int64_t
 using lut_gemm_fn = void (*)(const lut_matrix&, const activations&, float*, std::int64_t, std::int64_t, std::int64_t);
 
 // Same fields as dispatch.hpp's gemv_entry / gemm_entry, with the layout in place of the block.
+// Default-constructed entries hold null functions (hosts check `fn` before calling).
 struct lut_gemv_entry {
   std::string name;
   std::string_view arch;
-  int rank;
+  int rank = 0;
   lut_layout layout;
-  bool (*runs_on)(const cpu_features&);
-  lut_gemv_fn fn;
+  bool (*runs_on)(const cpu_features&) = nullptr;
+  lut_gemv_fn fn = nullptr;
 };
 struct lut_gemm_entry {
   std::string name;
   std::string_view arch;
-  int rank;
+  int rank = 0;
   lut_layout layout;
-  bool (*runs_on)(const cpu_features&);
-  lut_gemm_fn fn;
+  bool (*runs_on)(const cpu_features&) = nullptr;
+  lut_gemm_fn fn = nullptr;
 };
 
 // Whether this CPU runs configuration C: its arch, and VBMI for the dot kernels that need it.
