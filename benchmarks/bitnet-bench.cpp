@@ -201,10 +201,8 @@ std::string ensure_synth(const std::string& exe, const std::string& shape, const
   o.head = type_arg("--head-type", head, true);
   std::fprintf(stderr, "bitnet-bench: writing synthetic model %s (once)\n", path.c_str());
   const auto t0 = std::chrono::steady_clock::now();
-  const cv::gguf_stream g = cv::build_synth(o);
-  const std::string tmp = path + ".tmp";
-  g.write(tmp);
-  std::filesystem::rename(tmp, path);
+  const bitnet::gguf::writer g = cv::build_synth(o);
+  g.write(path);  // through PATH.tmp, renamed when complete
   std::fprintf(stderr, "bitnet-bench: wrote %s in %.1f s\n", path.c_str(), seconds_since(t0));
   return path;
 }

@@ -52,6 +52,17 @@ std::string error_of(F&& f) {
   return {};
 }
 
+// Any exception's message ("" if nothing was thrown): the GGUF writer throws gguf::error.
+template <class F>
+std::string any_error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return {};
+}
+
 // ---------------------------------------------------------------- hand-built checkpoints
 //
 // A tiny checkpoint written from the format description (PROVENANCE.md), independently of the
@@ -528,27 +539,58 @@ TEST(FromLlama2c, ShapeAndOptionErrors) {
 
 // ---------------------------------------------------------------- streaming writer
 
-TEST(GgufStream, MatchesGgufWriter) {
-  // The same content through gguf::writer (independent implementation) must give the same bytes.
+TEST(GgufWriter, StreamsProducersTheReaderReadsBack) {
+  // Payloads from producers (in pieces), owned and borrowed bytes in one file; the reader
+  // (gguf::file, which shares no code with the writer's layout) must find each tensor's bytes
+  // at an aligned offset.
   const std::vector<std::uint8_t> a(100, 7), b(16416, 0x55);
   bitnet::gguf::writer w;
-  cv::gguf_stream s;
-  for (auto* m : {&w, &s.meta()}) {
-    m->set_string("general.architecture", "bitnet");
-    m->set_u32("x.count", 3);
-    m->set_array("x.list", std::vector<float>{1.0f, 2.0f});
-  }
-  w.add_tensor("a", tensor_type::f32, {25}, a);
-  w.add_tensor("b", tensor_type::i2_s, {256, 256}, b);
-  s.add_ref("a", tensor_type::f32, {25}, a);
-  s.add_ref("b", tensor_type::i2_s, {256, 256}, b);
-  EXPECT_EQ(s.to_bytes(), w.to_bytes());
+  w.set_string("general.architecture", "bitnet");
+  w.set_u32("x.count", 3);
+  w.add_tensor_ref("a", tensor_type::f32, {25}, a);
+  w.add_tensor("b", tensor_type::i2_s, {256, 256}, [&](const bitnet::gguf::writer::sink& k) {
+    for (std::size_t o = 0; o < b.size(); o += 4000)
+      k(std::span<const std::uint8_t>(b).subspan(o, std::min<std::size_t>(4000, b.size() - o)));
+  });
+  w.add_tensor("c", tensor_type::f32, {3}, std::vector<std::uint8_t>(12, 9));
+  std::vector<std::string> seen;
+  const auto bytes = w.to_bytes([&](std::size_t, std::size_t, std::string_view n) { seen.emplace_back(n); });
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c", ""}));
+  const auto f = bitnet::gguf::file::from_memory(bytes, "streamed");
+  ASSERT_EQ(f.tensors().size(), 3u);
+  EXPECT_EQ(f.get_uint("x.count"), 3u);
+  const auto same = [](std::span<const std::uint8_t> x, const std::vector<std::uint8_t>& y) {
+    return std::equal(x.begin(), x.end(), y.begin(), y.end());
+  };
+  EXPECT_TRUE(same(f.tensor("a").bytes(), a));
+  EXPECT_TRUE(same(f.tensor("b").bytes(), b));
+  EXPECT_TRUE(same(f.tensor("c").bytes(), std::vector<std::uint8_t>(12, 9)));
+  for (const auto& t : f.tensors()) EXPECT_EQ(t.offset % 32, 0u) << t.name;
 
-  cv::gguf_stream bad;
-  bad.add("c", tensor_type::f32, {4}, [](const cv::gguf_stream::sink& k) { k(std::vector<std::uint8_t>(15)); });
-  const auto m = error_of([&] { bad.to_bytes(); });
+  bitnet::gguf::writer bad;
+  bad.add_tensor("c", tensor_type::f32, {4}, [](const bitnet::gguf::writer::sink& k) { k(std::vector<std::uint8_t>(15)); });
+  auto m = any_error_of([&] { bad.to_bytes(); });
   EXPECT_NE(m.find("tensor 'c'"), std::string::npos) << m;
   EXPECT_NE(m.find("needs 16"), std::string::npos) << m;
+  bitnet::gguf::writer more;
+  more.add_tensor("d", tensor_type::f32, {1}, [](const bitnet::gguf::writer::sink& k) { k(std::vector<std::uint8_t>(8)); });
+  m = any_error_of([&] { more.to_bytes(); });
+  EXPECT_NE(m.find("more than the 4 bytes"), std::string::npos) << m;
+}
+
+TEST(GgufWriter, AFailedWriteLeavesNoFileAndKeepsTheOldOne) {
+  const std::string path = std::string(BITNET_BINARY_DIR) + "/test_convert_failed_write.gguf";
+  std::FILE* old = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(old, nullptr);
+  std::fputs("old", old);
+  std::fclose(old);
+  bitnet::gguf::writer w;
+  w.add_tensor("x", tensor_type::f32, {2}, std::vector<std::uint8_t>(8, 1));
+  w.add_tensor("y", tensor_type::f32, {2}, [](const bitnet::gguf::writer::sink&) { throw std::runtime_error("producer failed"); });
+  EXPECT_NE(any_error_of([&] { w.write(path); }).find("producer failed"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(std::filesystem::file_size(path), 3u);  // untouched
+  std::filesystem::remove(path);
 }
 
 // ---------------------------------------------------------------- GGUF -> GGUF

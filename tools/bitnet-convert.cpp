@@ -258,7 +258,7 @@ int cmd_from_llama2c(args& a) {
       std::fprintf(stderr, "note: %s stores each folded scale as f16 (relative rounding <= 2^-11)\n",
                    std::string(bitnet::type_name(o.type)).c_str());
   }
-  const cv::gguf_stream g = cv::build_llama2c(ck, sp, o, pos[1]);
+  const bitnet::gguf::writer g = cv::build_llama2c(ck, sp, o, pos[1]);
   g.write(out, make_progress(quiet, "writing " + out));
   if (!quiet) std::fprintf(stderr, "wrote %s (%zu tensors) in %.2f s\n", out.c_str(), g.tensor_count(), seconds_since(t0));
   return 0;
@@ -302,7 +302,7 @@ int cmd_convert(args& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const bitnet::gguf::file in = bitnet::gguf::file::open(pos[0]);
   cv::convert_notes notes;
-  const cv::gguf_stream g = cv::build_converted(in, o, &notes);
+  const bitnet::gguf::writer g = cv::build_converted(in, o, &notes);
   if (!quiet)
     for (const auto& w : notes.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   g.write(out, make_progress(quiet, "writing " + out));
@@ -349,7 +349,7 @@ int cmd_synth(args& a) {
   if (out.empty()) throw usage_error{"synth: -o OUT.gguf is required"};
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> notes;
-  const cv::gguf_stream g = cv::build_synth(o, &notes);
+  const bitnet::gguf::writer g = cv::build_synth(o, &notes);
   if (!quiet)
     for (const auto& n : notes) std::fprintf(stderr, "note: %s\n", n.c_str());
   g.write(out, make_progress(quiet, "writing " + out));

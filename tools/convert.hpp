@@ -4,7 +4,6 @@
 //   parse_sentencepiece SentencePiece ModelProto (protobuf wire format, our own reader)
 //   read_llama2c_vocab  llama2.c tokenizer.bin (used to cross-check the proto reader)
 //   neox_row_order      RoPE row permutation, interleaved pairs -> NeoX halves
-//   gguf_stream         GGUF v3 writer that streams tensor payloads from producers
 //   build_llama2c       checkpoint + vocab -> `bitnet` GGUF (norms 1, 1/d folded, rows permuted)
 //   build_converted     GGUF -> GGUF: ternary re-packing, head requantization
 //   build_synth         random ternary model of a named real shape
@@ -51,7 +50,7 @@ class error : public std::runtime_error {
 [[noreturn]] inline void fail(const std::string& msg) { throw error(msg); }
 
 // (done, total, current tensor name)
-using progress_fn = std::function<void(std::size_t, std::size_t, std::string_view)>;
+using progress_fn = gguf::writer::progress_fn;
 
 namespace detail {
 
@@ -687,163 +686,6 @@ inline std::vector<T> permute_rows(std::span<const T> w, std::int64_t cols, std:
 }
 
 // ---------------------------------------------------------------------------------------------
-// Streaming GGUF writer. Metadata is encoded by gguf::writer (kept free of tensors); the tensor
-// infos follow the layout of shared/spec/gguf.md section 5 and each payload comes from a
-// producer that pushes its bytes into a sink, so no more than one tensor (or one chunk of it)
-// is held in memory. Offsets are the running sum of pad(nbytes, alignment), as ggml requires.
-
-class gguf_stream {
- public:
-  using sink = std::function<void(std::span<const std::uint8_t>)>;
-  using producer = std::function<void(const sink&)>;
-
-  explicit gguf_stream(id_convention conv = id_convention::bitnet) : conv_(conv), meta_(conv) {}
-
-  gguf::writer& meta() noexcept { return meta_; }
-  const gguf::writer& meta() const noexcept { return meta_; }
-  void set_alignment(std::uint32_t a) {
-    meta_.set_alignment(a);
-    align_ = a;
-  }
-  id_convention convention() const noexcept { return conv_; }
-
-  void add(std::string name, tensor_type type, gguf::shape ne, producer p) {
-    if (name.empty() || name.size() > gguf::kMaxTensorNameLength)
-      fail("tensor '" + name + "': name must be 1.." + std::to_string(gguf::kMaxTensorNameLength) + " bytes");
-    for (const auto& t : tensors_)
-      if (t.name == name) fail("tensor '" + name + "': duplicate tensor name");
-    const auto id = type_id(type, conv_);
-    if (!id)
-      fail("tensor '" + name + "': type " + std::string(type_name(type)) + " has no id under the " +
-           std::string(gguf::convention_name(conv_)) + " type-id convention");
-    std::string why;
-    const auto nb = tensor_nbytes(type, ne.ne, &why);
-    if (!nb) fail("tensor '" + name + "': " + std::string(type_name(type)) + " " + detail::shape_text(ne) + ": " + why);
-    tensors_.push_back({std::move(name), type, *id, ne, *nb, std::move(p)});
-  }
-  void add_bytes(std::string name, tensor_type type, gguf::shape ne, std::vector<std::uint8_t> bytes) {
-    auto data = std::make_shared<std::vector<std::uint8_t>>(std::move(bytes));
-    add(std::move(name), type, ne, [data](const sink& s) { s(*data); });
-  }
-  // `bytes` must outlive write()/to_bytes().
-  void add_ref(std::string name, tensor_type type, gguf::shape ne, std::span<const std::uint8_t> bytes) {
-    add(std::move(name), type, ne, [bytes](const sink& s) { s(bytes); });
-  }
-
-  std::size_t tensor_count() const noexcept { return tensors_.size(); }
-  std::uint64_t nbytes(std::size_t i) const { return tensors_.at(i).nbytes; }
-
-  std::vector<std::uint8_t> to_bytes(const progress_fn& progress = {}) const {
-    std::vector<std::uint8_t> out;
-    emit([&](std::span<const std::uint8_t> s) { out.insert(out.end(), s.begin(), s.end()); }, progress);
-    return out;
-  }
-
-  // Writes `path` via a temporary file in the same directory, renamed on success.
-  void write(const std::string& path, const progress_fn& progress = {}) const {
-    const std::string tmp = path + ".tmp";
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail(path + ": cannot open " + tmp + " for writing: " + std::strerror(errno));
-    std::vector<char> buf(1 << 20);
-    std::setvbuf(f, buf.data(), _IOFBF, buf.size());
-    std::uint64_t pos = 0;
-    try {
-      emit(
-          [&](std::span<const std::uint8_t> s) {
-            if (!s.empty() && std::fwrite(s.data(), 1, s.size(), f) != s.size())
-              fail(path + ": write failed at offset " + std::to_string(pos) + ": " + std::strerror(errno));
-            pos += s.size();
-          },
-          progress);
-    } catch (...) {
-      std::fclose(f);
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw;
-    }
-    if (std::fclose(f) != 0) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      fail(path + ": close failed: " + std::strerror(errno));
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-      std::filesystem::remove(tmp, ec);
-      fail(path + ": cannot rename " + tmp + ": " + ec.message());
-    }
-  }
-
- private:
-  struct entry {
-    std::string name;
-    tensor_type type;
-    std::uint32_t id;
-    gguf::shape ne;
-    std::uint64_t nbytes;
-    producer make;
-  };
-
-  static void put_le(std::vector<std::uint8_t>& out, std::uint64_t v, unsigned n) {
-    for (unsigned i = 0; i < n; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-  }
-  static std::uint64_t pad(std::uint64_t x, std::uint64_t a) noexcept { return (x + a - 1) / a * a; }
-
-  std::vector<std::uint8_t> header() const {
-    std::vector<std::uint8_t> h = meta_.to_bytes();  // magic, version, n_tensors = 0, n_kv, metadata
-    if (h.size() < 24) fail("gguf_stream: metadata encoding is shorter than a GGUF header");
-    const std::uint64_t n = tensors_.size();
-    for (unsigned i = 0; i < 8; ++i) h[8 + i] = static_cast<std::uint8_t>(n >> (8 * i));
-    std::uint64_t offset = 0;
-    for (const auto& t : tensors_) {
-      put_le(h, t.name.size(), 8);
-      h.insert(h.end(), t.name.begin(), t.name.end());
-      put_le(h, t.ne.n_dims, 4);
-      for (std::uint32_t d = 0; d < t.ne.n_dims; ++d) put_le(h, t.ne.ne[d], 8);
-      put_le(h, t.id, 4);
-      put_le(h, offset, 8);
-      offset += pad(t.nbytes, align_);
-    }
-    if (!tensors_.empty()) h.resize(static_cast<std::size_t>(pad(h.size(), align_)), 0);
-    return h;
-  }
-
-  template <class Out>
-  void emit(Out&& out, const progress_fn& progress) const {
-    static constexpr std::uint8_t kZeros[64] = {};
-    const auto h = header();
-    out(std::span<const std::uint8_t>(h));
-    for (std::size_t i = 0; i < tensors_.size(); ++i) {
-      const entry& t = tensors_[i];
-      if (progress) progress(i, tensors_.size(), t.name);
-      std::uint64_t got = 0;
-      t.make([&](std::span<const std::uint8_t> s) {
-        got += s.size();
-        if (got > t.nbytes)
-          fail("tensor '" + t.name + "': producer gave more than the " + std::to_string(t.nbytes) + " bytes of " +
-               std::string(type_name(t.type)) + " " + detail::shape_text(t.ne));
-        out(s);
-      });
-      if (got != t.nbytes)
-        fail("tensor '" + t.name + "': producer gave " + std::to_string(got) + " bytes, " +
-             std::string(type_name(t.type)) + " " + detail::shape_text(t.ne) + " needs " + std::to_string(t.nbytes));
-      std::uint64_t gap = pad(t.nbytes, align_) - t.nbytes;
-      while (gap > 0) {
-        const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(gap, sizeof kZeros));
-        out(std::span<const std::uint8_t>(kZeros, k));
-        gap -= k;
-      }
-    }
-    if (progress) progress(tensors_.size(), tensors_.size(), {});
-  }
-
-  id_convention conv_;
-  gguf::writer meta_;
-  std::uint64_t align_ = gguf::kDefaultAlignment;
-  std::vector<entry> tensors_;
-};
-
-// ---------------------------------------------------------------------------------------------
 // Dense head/embedding encoding (F32, F16, Q8_0, Q6_K) with the quantizers of dense_ref.hpp.
 
 // Encodes `rows` rows of K floats into `out` (dense_row_bytes(t, K) per row).
@@ -882,10 +724,10 @@ inline void encode_rows(tensor_type t, const float* x, std::int64_t rows, std::i
 
 // Producer that encodes a [rows][K] float source, chunk by chunk; `fill(r0, r1, dst)` writes
 // rows [r0, r1) as floats into dst.
-inline gguf_stream::producer dense_producer(tensor_type t, std::int64_t rows, std::int64_t K,
+inline gguf::writer::producer dense_producer(tensor_type t, std::int64_t rows, std::int64_t K,
                                             std::function<void(std::int64_t, std::int64_t, float*)> fill,
                                             unsigned threads = detail::default_threads()) {
-  return [=](const gguf_stream::sink& s) {
+  return [=](const gguf::writer::sink& s) {
     const std::int64_t chunk = std::max<std::int64_t>(1, (std::int64_t{1} << 22) / K);  // ~16 MiB of floats
     std::vector<float> f;
     std::vector<std::uint8_t> enc;
@@ -954,7 +796,7 @@ inline std::vector<std::int8_t> llama2c_gguf_weights(const llama2c_checkpoint& c
 }
 
 // The returned stream reads `ck` while it writes: keep `ck` alive until write()/to_bytes().
-inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& sp, const llama2c_options& o,
+inline gguf::writer build_llama2c(const llama2c_checkpoint& ck, const sp_model& sp, const llama2c_options& o,
                                  const std::string& tokenizer_name = "tokenizer") {
   const llama2c_config& c = ck.config;
   if (!is_ternary_file_type(o.type))
@@ -975,8 +817,8 @@ inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& s
       fail("tensor '" + llama2c_gguf_name(k, 0) + "' (" + kLlama2cKinds[k].name + ", and every layer's): " + p);
   }
 
-  gguf_stream g;
-  gguf::writer& w = g.meta();
+  gguf::writer g;
+  gguf::writer& w = g;
   const std::string a = "bitnet";
   w.set_string("general.architecture", a);
   w.set_string("general.name", o.name.empty() ? std::string("bitllama2c") : o.name);
@@ -1028,20 +870,20 @@ inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& s
     return b;
   };
   const float* emb = ck.tok_embeddings.data();
-  g.add("token_embd.weight", o.head, {d, static_cast<std::uint64_t>(c.vocab_size)},
+  g.add_tensor("token_embd.weight", o.head, {d, static_cast<std::uint64_t>(c.vocab_size)},
         dense_producer(o.head, c.vocab_size, c.dim, [emb, dim = c.dim](std::int64_t r0, std::int64_t r1, float* dst) {
           std::copy(emb + r0 * dim, emb + r1 * dim, dst);
         }));
   {
     std::vector<std::uint8_t> fn(static_cast<std::size_t>(c.dim) * 4);
     std::memcpy(fn.data(), ck.final_norm.data(), fn.size());
-    g.add_bytes("output_norm.weight", tensor_type::f32, {d}, std::move(fn));
+    g.add_tensor("output_norm.weight", tensor_type::f32, {d}, std::move(fn));
   }
   const tensor_type ty = o.type;
   const auto ternary = [&](std::size_t kind, std::int32_t l) {
     const auto [rows, cols] = llama2c_shape(c, kind);
-    g.add(llama2c_gguf_name(kind, l), ty, {static_cast<std::uint64_t>(cols), static_cast<std::uint64_t>(rows)},
-          [&ck, kind, l, ty, scale_tensors](const gguf_stream::sink& s) {
+    g.add_tensor(llama2c_gguf_name(kind, l), ty, {static_cast<std::uint64_t>(cols), static_cast<std::uint64_t>(rows)},
+          [&ck, kind, l, ty, scale_tensors](const gguf::writer::sink& s) {
             const auto& m = ck.mats[kind][static_cast<std::size_t>(l)];
             ternary_weights t;
             t.K = m.cols;
@@ -1054,22 +896,22 @@ inline gguf_stream build_llama2c(const llama2c_checkpoint& ck, const sp_model& s
       std::vector<std::uint8_t> b(4);
       const float v = llama2c_folded_scale(ck.mats[kind][static_cast<std::size_t>(l)]);
       std::memcpy(b.data(), &v, 4);
-      g.add_bytes("blk." + std::to_string(l) + "." + kLlama2cKinds[kind].gguf + ".scale", tensor_type::f32, {1},
+      g.add_tensor("blk." + std::to_string(l) + "." + kLlama2cKinds[kind].gguf + ".scale", tensor_type::f32, {1},
                   std::move(b));
     }
   };
   for (std::int32_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
-    g.add_bytes(p + "attn_norm.weight", tensor_type::f32, {d}, ones(c.dim));
+    g.add_tensor(p + "attn_norm.weight", tensor_type::f32, {d}, ones(c.dim));
     ternary(0, l);
     ternary(1, l);
     ternary(2, l);
-    g.add_bytes(p + "attn_sub_norm.weight", tensor_type::f32, {d}, ones(c.dim));
+    g.add_tensor(p + "attn_sub_norm.weight", tensor_type::f32, {d}, ones(c.dim));
     ternary(3, l);
-    g.add_bytes(p + "ffn_norm.weight", tensor_type::f32, {d}, ones(c.dim));
+    g.add_tensor(p + "ffn_norm.weight", tensor_type::f32, {d}, ones(c.dim));
     ternary(4, l);
     ternary(6, l);
-    g.add_bytes(p + "ffn_sub_norm.weight", tensor_type::f32, {static_cast<std::uint64_t>(c.hidden_dim)},
+    g.add_tensor(p + "ffn_sub_norm.weight", tensor_type::f32, {static_cast<std::uint64_t>(c.hidden_dim)},
                 ones(c.hidden_dim));
     ternary(5, l);
   }
@@ -1099,7 +941,7 @@ inline bool is_head_tensor(std::string_view name) noexcept {
 }
 
 // Holds `in` by reference: it must outlive the returned stream's write().
-inline gguf_stream build_converted(const gguf::file& in, const convert_options& o, convert_notes* notes = nullptr) {
+inline gguf::writer build_converted(const gguf::file& in, const convert_options& o, convert_notes* notes = nullptr) {
   convert_notes local;
   convert_notes& n = notes ? *notes : local;
   if (o.type && !is_ternary_file_type(*o.type))
@@ -1112,9 +954,8 @@ inline gguf_stream build_converted(const gguf::file& in, const convert_options& 
   if (o.type && !type_id(*o.type, conv))
     fail(in.path() + ": " + std::string(type_name(*o.type)) + " has no type id in this file's " +
          std::string(gguf::convention_name(conv)) + " id convention (" + in.convention_reason() + ")");
-  gguf_stream g(conv);
-  for (const auto& kv : in.metadata()) g.meta().copy_kv(in, kv.key);
-  if (in.has("general.alignment")) g.set_alignment(static_cast<std::uint32_t>(in.alignment()));
+  gguf::writer g(conv);
+  for (const auto& kv : in.metadata()) g.copy_kv(in, kv.key);  // general.alignment too
 
   std::optional<tensor_type> ternary_seen;
   for (const auto& t : in.tensors()) {
@@ -1154,7 +995,7 @@ inline gguf_stream build_converted(const gguf::file& in, const convert_options& 
       const tensor_type to = *o.type;
       const tensor_type from = t.type;
       const auto* src = &t;
-      g.add(t.name, to, ne, [src, from, to, K, M](const gguf_stream::sink& s) {
+      g.add_tensor(t.name, to, ne, [src, from, to, K, M](const gguf::writer::sink& s) {
         s(pack_ternary(to, unpack_ternary(from, src->bytes(), K, M)));
       });
       ternary_seen = to;
@@ -1170,7 +1011,7 @@ inline gguf_stream build_converted(const gguf::file& in, const convert_options& 
       const tensor_type from = t.type;
       const std::uint8_t* base = t.data;
       ++n.requantized;
-      g.add(t.name, *o.head, ne,
+      g.add_tensor(t.name, *o.head, ne,
             dense_producer(*o.head, rows, K,
                            [base, src_rb, from, K](std::int64_t r0, std::int64_t r1, float* dst) {
                              for (std::int64_t r = r0; r < r1; ++r)
@@ -1180,7 +1021,7 @@ inline gguf_stream build_converted(const gguf::file& in, const convert_options& 
       continue;
     }
     ++n.copied;
-    g.add_ref(t.name, t.type, ne, t.bytes());
+    g.add_tensor_ref(t.name, t.type, ne, t.bytes());
   }
   if (n.scales_rounded > 0)
     n.warnings.push_back(std::to_string(n.scales_rounded) + " of " + std::to_string(n.scales_checked) +
@@ -1189,7 +1030,7 @@ inline gguf_stream build_converted(const gguf::file& in, const convert_options& 
                          bitnet::detail::gguf_shortest(static_cast<float>(n.worst_scale_change)) + ", tensor " + n.worst_scale_tensor +
                          "); the ternary values are unchanged");
   if (o.type && !ternary_seen) n.warnings.push_back("no ternary tensors in " + in.path() + "; --type had no effect");
-  if (ternary_seen) g.meta().set_u32("general.file_type", file_type_of(*ternary_seen));
+  if (ternary_seen) g.set_u32("general.file_type", file_type_of(*ternary_seen));
   return g;
 }
 
@@ -1396,7 +1237,7 @@ inline float synth_scale(std::int64_t K) {
   return fp16_to_f32(f32_to_fp16(s));
 }
 
-inline gguf_stream build_synth(const synth_options& o, std::vector<std::string>* notes = nullptr) {
+inline gguf::writer build_synth(const synth_options& o, std::vector<std::string>* notes = nullptr) {
   const synth_shape* sh = find_synth_shape(o.shape);
   if (!sh) {
     std::string names;
@@ -1440,8 +1281,8 @@ inline gguf_stream build_synth(const synth_options& o, std::vector<std::string>*
   if (notes && !sh->note.empty()) notes->push_back(sh->note);
 
   const synth_vocab voc = make_synth_vocab(sh->vocab_type, V);
-  gguf_stream g;
-  gguf::writer& w = g.meta();
+  gguf::writer g;
+  gguf::writer& w = g;
   const std::string& a = sh->arch;
   w.set_string("general.architecture", a);
   w.set_string("general.name", "synthetic-" + sh->name);
@@ -1484,7 +1325,7 @@ inline gguf_stream build_synth(const synth_options& o, std::vector<std::string>*
 
   const std::uint64_t seed = o.seed;
   const auto norm = [&](std::string name, std::int64_t n) {
-    g.add(name, tensor_type::f32, {static_cast<std::uint64_t>(n)}, [seed, name, n](const gguf_stream::sink& s) {
+    g.add_tensor(name, tensor_type::f32, {static_cast<std::uint64_t>(n)}, [seed, name, n](const gguf::writer::sink& s) {
       splitmix64 r = tensor_rng(seed, name);
       std::vector<std::uint8_t> b(static_cast<std::size_t>(n) * 4);
       for (std::int64_t i = 0; i < n; ++i) {
@@ -1496,8 +1337,8 @@ inline gguf_stream build_synth(const synth_options& o, std::vector<std::string>*
   };
   const tensor_type ty = o.type;
   const auto ternary = [&](std::string name, std::int64_t K, std::int64_t M) {
-    g.add(name, ty, {static_cast<std::uint64_t>(K), static_cast<std::uint64_t>(M)},
-          [seed, name, K, M, ty](const gguf_stream::sink& s) {
+    g.add_tensor(name, ty, {static_cast<std::uint64_t>(K), static_cast<std::uint64_t>(M)},
+          [seed, name, K, M, ty](const gguf::writer::sink& s) {
             splitmix64 r = tensor_rng(seed, name);
             ternary_weights t;
             t.K = K;
@@ -1510,7 +1351,7 @@ inline gguf_stream build_synth(const synth_options& o, std::vector<std::string>*
   };
   {
     const std::string name = "token_embd.weight";
-    g.add(name, o.head, {static_cast<std::uint64_t>(d), static_cast<std::uint64_t>(V)},
+    g.add_tensor(name, o.head, {static_cast<std::uint64_t>(d), static_cast<std::uint64_t>(V)},
           dense_producer(o.head, V, d,
                          [seed, name, d](std::int64_t r0, std::int64_t r1, float* dst) {
                            // One stream per row, so chunking and threading do not change the values.

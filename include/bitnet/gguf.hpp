@@ -11,7 +11,10 @@
 //   "<file>: offset <N>: <what was wrong>" (offset omitted when none applies).
 // * Type ids 36..39 differ between upstream ggml and bitnet.cpp's fork; the
 //   convention is decided per file (see `file::convention_reason`, docs/gguf.md).
-// * `writer` produces GGUF v3 with the caller's id convention (default: fork ids).
+// * `writer` produces GGUF v3 with the caller's id convention (default: fork ids). Tensor
+//   payloads are owned bytes, borrowed bytes or producers that stream them at write time (one
+//   tensor, or one chunk of it, in memory at a time); write() goes through PATH.tmp, renamed
+//   only when the whole file is written.
 // * Not defended: another process truncating a mapped file while it is in use
 //   (the OS then raises SIGBUS on access).
 #pragma once
@@ -24,6 +27,8 @@
 #include <cstdio>            // std::FILE for streaming writes
 #include <cstring>           // std::memcpy, std::strerror
 #include <cerrno>            // errno after fopen/fwrite
+#include <filesystem>        // the writer's temporary file: remove, rename
+#include <functional>        // the writer's tensor producers
 #include <initializer_list>  // shape{...}
 #include <limits>            // numeric limits for range checks
 #include <memory>            // std::unique_ptr
@@ -1007,67 +1012,84 @@ class writer {
   }
 
   // ---- tensors, written in the order added ----
+  // Every tensor is written by a producer that pushes its payload into a sink, in one or many
+  // pieces, when the file is written: a writer never holds more than the producers keep (and
+  // a streaming producer holds one chunk at a time). The payload size is checked against
+  // type and shape when the tensor is added, and again against what the producer gives.
+  using sink = std::function<void(std::span<const std::uint8_t>)>;
+  using producer = std::function<void(const sink&)>;
+  // (tensors done, tensor count, name of the tensor being written; "" when done)
+  using progress_fn = std::function<void(std::size_t, std::size_t, std::string_view)>;
+
+  // Streams the payload from `make` at write time.
+  void add_tensor(std::string name, tensor_type type, shape ne, producer make) {
+    tensor_entry e = make_entry(std::move(name), type, ne);
+    e.make = std::move(make);
+    tensors_.push_back(std::move(e));
+  }
   // Copies `bytes`.
   void add_tensor(std::string name, tensor_type type, shape ne, std::span<const std::uint8_t> bytes) {
-    tensor_entry& e = add_entry(std::move(name), type, ne, bytes.size());
-    e.owned.assign(bytes.begin(), bytes.end());
-    e.owns = true;
+    add_tensor(std::move(name), type, ne, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
   }
   // Takes ownership of `bytes` without copying.
   void add_tensor(std::string name, tensor_type type, shape ne, std::vector<std::uint8_t>&& bytes) {
-    tensor_entry& e = add_entry(std::move(name), type, ne, bytes.size());
-    e.owned = std::move(bytes);
-    e.owns = true;
+    tensor_entry e = make_entry(std::move(name), type, ne, bytes.size());
+    auto owned = std::make_shared<const std::vector<std::uint8_t>>(std::move(bytes));
+    e.make = [owned](const sink& s) { s(*owned); };
+    tensors_.push_back(std::move(e));
   }
   // Borrows `bytes`: they must stay alive and unchanged until the last to_bytes()/write().
   void add_tensor_ref(std::string name, tensor_type type, shape ne, std::span<const std::uint8_t> bytes) {
-    tensor_entry& e = add_entry(std::move(name), type, ne, bytes.size());
-    e.borrowed = bytes;
+    tensor_entry e = make_entry(std::move(name), type, ne, bytes.size());
+    e.make = [bytes](const sink& s) { s(bytes); };
+    tensors_.push_back(std::move(e));
   }
   std::size_t tensor_count() const noexcept { return tensors_.size(); }
+  std::uint64_t tensor_nbytes(std::size_t i) const { return tensors_.at(i).nbytes; }
 
   // ---- output ----
-  std::vector<std::uint8_t> to_bytes() const {
-    std::uint64_t align = 0;
-    std::vector<std::uint8_t> out = header(align);
-    for (const auto& t : tensors_) {
-      const auto d = t.data();
-      out.insert(out.end(), d.begin(), d.end());
-      out.resize(static_cast<std::size_t>(detail::gguf_pad(out.size(), align)), 0);
-    }
+  std::vector<std::uint8_t> to_bytes(const progress_fn& progress = {}) const {
+    std::vector<std::uint8_t> out;
+    emit([&](std::span<const std::uint8_t> s) { out.insert(out.end(), s.begin(), s.end()); }, progress);
     return out;
   }
-  // Streams the header, then each tensor, to `path` (no full-file buffer).
-  void write(const std::string& path) const {
-    std::uint64_t align = 0;
-    const std::vector<std::uint8_t> head = header(align);
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) throw error(path, std::nullopt, detail::gguf_msg{} + std::string("cannot open for writing: ") + std::strerror(errno));
+  // Streams the file to `path` through PATH.tmp in the same directory, renamed to `path` once
+  // everything is written and closed: a failure (a producer's error, a full disk) leaves no
+  // partial file and an existing `path` untouched.
+  void write(const std::string& path, const progress_fn& progress = {}) const {
+    const std::string tmp = path + ".tmp";
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw error(path, std::nullopt, detail::gguf_msg{} + "cannot open " + tmp + " for writing: " + std::strerror(errno));
+    std::vector<char> buf(std::size_t{1} << 20);
+    std::setvbuf(f, buf.data(), _IOFBF, buf.size());
     std::uint64_t pos = 0;
-    auto put_bytes = [&](const std::uint8_t* p, std::size_t n) {
-      if (n != 0 && std::fwrite(p, 1, n, f) != n) {
-        const int e = errno;
-        std::fclose(f);
-        std::remove(path.c_str());  // no partial file left behind
-        throw error(path, pos, detail::gguf_msg{} + std::string("write failed: ") + std::strerror(e));
-      }
-      pos += n;
+    const auto discard = [&] {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
     };
-    static constexpr std::uint8_t kZeros[256] = {};
-    put_bytes(head.data(), head.size());
-    for (const auto& t : tensors_) {
-      put_bytes(t.data().data(), t.data().size());
-      std::uint64_t gap = detail::gguf_pad(pos, align) - pos;
-      while (gap > 0) {
-        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(gap, sizeof kZeros));
-        put_bytes(kZeros, k);
-        gap -= k;
-      }
+    try {
+      emit(
+          [&](std::span<const std::uint8_t> s) {
+            if (!s.empty() && std::fwrite(s.data(), 1, s.size(), f) != s.size())
+              throw error(path, pos, detail::gguf_msg{} + "write failed: " + std::strerror(errno));
+            pos += s.size();
+          },
+          progress);
+    } catch (...) {
+      std::fclose(f);
+      discard();
+      throw;
     }
     if (std::fclose(f) != 0) {
       const int e = errno;
-      std::remove(path.c_str());
-      throw error(path, std::nullopt, detail::gguf_msg{} + std::string("close failed: ") + std::strerror(e));
+      discard();
+      throw error(path, std::nullopt, detail::gguf_msg{} + "close failed: " + std::strerror(e));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+      discard();
+      throw error(path, std::nullopt, detail::gguf_msg{} + "cannot rename " + tmp + " to it: " + ec.message());
     }
   }
 
@@ -1083,12 +1105,8 @@ class writer {
     tensor_type type;
     std::uint32_t id;
     shape ne;
-    std::vector<std::uint8_t> owned;
-    std::span<const std::uint8_t> borrowed;
-    bool owns = false;
-    std::span<const std::uint8_t> data() const noexcept {
-      return owns ? std::span<const std::uint8_t>(owned) : borrowed;
-    }
+    std::uint64_t nbytes;
+    producer make;
   };
 
   [[noreturn]] static void fail(const std::string& m) { throw error("gguf writer", std::nullopt, m); }
@@ -1135,8 +1153,11 @@ class writer {
     }
   }
 
-  tensor_entry& add_entry(std::string name, tensor_type type, const shape& ne, std::size_t size) {
+  // A validated entry (not added yet); `size`, when given, must be the payload size.
+  tensor_entry make_entry(std::string name, tensor_type type, const shape& ne,
+                          std::optional<std::uint64_t> size = std::nullopt) const {
     const std::string shown = detail::gguf_printable(name);
+    if (name.empty()) fail("a tensor name must not be empty");
     if (name.size() > kMaxTensorNameLength)
       fail(detail::gguf_msg{} + "tensor '" + shown + "': name is " + std::to_string(name.size()) + " bytes, the limit is " +
            std::to_string(kMaxTensorNameLength));
@@ -1147,13 +1168,44 @@ class writer {
       fail(detail::gguf_msg{} + "tensor '" + shown + "': type " + std::string(type_name(type)) + " has no id under the " +
            std::string(convention_name(conv_)) + " convention");
     std::string why;
-    const auto nb = tensor_nbytes(type, ne.ne, &why);
+    const auto nb = bitnet::tensor_nbytes(type, ne.ne, &why);
     if (!nb) fail(detail::gguf_msg{} + "tensor '" + shown + "': " + why);
-    if (*nb != size)
-      fail(detail::gguf_msg{} + "tensor '" + shown + "': " + std::to_string(size) + " bytes given, " + std::string(type_name(type)) +
-           " of this shape needs " + std::to_string(*nb));
-    tensors_.push_back({std::move(name), type, *id, ne, {}, {}, false});
-    return tensors_.back();
+    if (size && *size != *nb)
+      fail(detail::gguf_msg{} + "tensor '" + shown + "': " + std::to_string(*size) + " bytes given, " +
+           std::string(type_name(type)) + " of this shape needs " + std::to_string(*nb));
+    return {std::move(name), type, *id, ne, *nb, {}};
+  }
+
+  // The whole file in order: header, metadata, tensor infos, padding, then each tensor's
+  // payload from its producer (its size checked) and the padding after it.
+  template <class Out>
+  void emit(Out&& out, const progress_fn& progress) const {
+    static constexpr std::uint8_t kZeros[256] = {};
+    std::uint64_t align = 0;
+    const std::vector<std::uint8_t> head = header(align);
+    out(std::span<const std::uint8_t>(head));
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+      const tensor_entry& t = tensors_[i];
+      if (progress) progress(i, tensors_.size(), t.name);
+      std::uint64_t got = 0;
+      const auto shown = [&] { return detail::gguf_msg{} + "tensor '" + detail::gguf_printable(t.name) + "': "; };
+      t.make([&](std::span<const std::uint8_t> s) {
+        got += s.size();
+        if (got > t.nbytes)
+          fail(shown() + "the producer gave more than the " + std::to_string(t.nbytes) + " bytes " +
+               std::string(type_name(t.type)) + " of this shape needs");
+        out(s);
+      });
+      if (got != t.nbytes)
+        fail(shown() + "the producer gave " + std::to_string(got) + " bytes, " + std::string(type_name(t.type)) +
+             " of this shape needs " + std::to_string(t.nbytes));
+      for (std::uint64_t gap = detail::gguf_pad(t.nbytes, align) - t.nbytes; gap > 0;) {
+        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(gap, sizeof kZeros));
+        out(std::span<const std::uint8_t>(kZeros, k));
+        gap -= k;
+      }
+    }
+    if (progress) progress(tensors_.size(), tensors_.size(), {});
   }
 
   // Header, metadata, tensor infos and the padding before the data section.
@@ -1183,7 +1235,7 @@ class writer {
       for (std::uint32_t d = 0; d < t.ne.n_dims; ++d) detail::gguf_store_le(out, t.ne.ne[d], 8);
       detail::gguf_store_le(out, t.id, 4);
       detail::gguf_store_le(out, offset, 8);
-      offset += detail::gguf_pad(t.data().size(), align);
+      offset += detail::gguf_pad(t.nbytes, align);
     }
     if (!tensors_.empty()) out.resize(static_cast<std::size_t>(detail::gguf_pad(out.size(), align)), 0);
     return out;
