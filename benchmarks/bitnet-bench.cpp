@@ -34,9 +34,9 @@
 #include <bitnet/bitnet.hpp>
 #include <bitnet/gguf.hpp>
 
+#include <bitnet/runner/runner.hpp>
+
 #include "bench_common.hpp"
-#include "bitnet-generate/model.hpp"
-#include "bitnet-generate/thread_pool.hpp"
 #include "convert.hpp"
 
 namespace {
@@ -224,30 +224,32 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
     lo.tuning_batch = o.n_batch;
     lo.default_luts = !o.no_lut;
     const auto tl = std::chrono::steady_clock::now();
-    const br::model m = br::model::load(path, lo, pool);
+    const br::model m = br::model::open(path, lo, pool);
     if (!m.tuning_warning().empty()) std::fprintf(stderr, "bitnet-bench: warning: %s\n", m.tuning_warning().c_str());
     const auto* lut = m.default_lut_pair();
-    std::fprintf(stderr, "bitnet-bench: loaded in %.1f s; gemv %s, gemm %s", seconds_since(tl), m.gemv_name().c_str(),
-                 m.gemm_name().c_str());
-    if (lut && m.lut_tensors() < 7 * static_cast<std::size_t>(m.cfg().n_layer))
-      std::fprintf(stderr, " on %zu tensors (per-block scales: the rest on %s)", m.lut_tensors(),
+    const br::model_info& info = m.info();
+    std::fprintf(stderr, "bitnet-bench: loaded in %.1f s; gemv %s, gemm %s", seconds_since(tl),
+                 lut ? lut->gemv.name.c_str() : m.kernels().gemv.name.c_str(),
+                 lut ? lut->gemm.name.c_str() : m.kernels().gemm.name.c_str());
+    if (lut && info.lut_copies < 7 * static_cast<std::size_t>(m.cfg().n_layer))
+      std::fprintf(stderr, " on %zu tensors (per-block scales: the rest on %s)", info.lut_copies,
                    m.kernels().gemv.name.c_str());
-    else if (m.lut_tensors() > 0 && !lut)
-      std::fprintf(stderr, "; tuning file: %zu LUT copies (%.0f MiB)", m.lut_tensors(),
-                   static_cast<double>(m.lut_bytes()) / (1 << 20));
+    else if (info.lut_copies > 0 && !lut)
+      std::fprintf(stderr, "; tuning file: %zu LUT copies (%.0f MiB)", info.lut_copies,
+                   static_cast<double>(info.lut_bytes) / (1 << 20));
     std::fprintf(stderr, "\n");
     const br::config& c = m.cfg();
     int max_pos = 1;
     for (int p : o.pp) max_pos = std::max(max_pos, p);
     for (int n : o.tg) max_pos = std::max(max_pos, n);
     br::session s(m, pool, max_pos, o.n_batch, o.kv_f16 ? br::kv_type::f16 : br::kv_type::f32);
-    const auto& E = m.token_embd();
+    const auto& E = m.head();
     const double head_bytes = static_cast<double>(E.row_bytes) * static_cast<double>(E.rows);
     const double weights = static_cast<double>(m.decode_weight_bytes()) + head_bytes;
     const double file_gib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 30);
     std::string head_name(bitnet::type_name(E.type));
     const std::string name = std::filesystem::path(path).stem().string();
-    const std::string layout = m.lut_tensors() > 0 && !lut ? "tuned" : m.weights_layout();
+    const std::string layout = info.lut_copies > 0 && !lut ? "tuned" : info.weights_layout;
 
     auto tokens = [&](int n) {
       std::vector<std::int32_t> t(static_cast<std::size_t>(n));
@@ -293,7 +295,7 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
         std::fprintf(stderr, "\n");
         row w;
         w.model = name;
-        w.ternary = m.ternary_types();
+        w.ternary = info.ternary_types;
         w.head = head_name;
         w.weights = layout;
         w.size_gib = file_gib;
@@ -313,7 +315,7 @@ void run_model(const options& o, const std::string& path, const std::vector<doub
           w.frac = w.tps.median / w.roofline_tps;
         } else {
           const double chunks = (n + o.n_batch - 1) / o.n_batch;
-          const double bytes = chunks * static_cast<double>(m.repacked_bytes() + m.lut_bytes()) + head_bytes +
+          const double bytes = chunks * static_cast<double>(info.repacked_bytes + info.lut_bytes) + head_bytes +
                                kv_bytes_read(c, n / 2.0, o.kv_f16) * n;
           w.bytes_per_token = bytes / n;
           w.gbps = w.tps.median * w.bytes_per_token / 1e9;

@@ -1,5 +1,4 @@
 # bitnet-bench: end-to-end prefill / decode speed of the runner against the measured read roofline.
 add_executable(bitnet-bench ${CMAKE_CURRENT_SOURCE_DIR}/bitnet-bench.cpp)
-target_link_libraries(bitnet-bench PRIVATE bitnet_dev benchmark::benchmark)
-target_include_directories(bitnet-bench PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/examples
-                                               ${PROJECT_SOURCE_DIR}/tools)
+target_link_libraries(bitnet-bench PRIVATE bitnet_tools benchmark::benchmark)
+target_include_directories(bitnet-bench PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})

@@ -50,8 +50,8 @@ bitnet_generate_case(truncated_file RC nonzero ARGS -m ${_gen_dir}/truncated.ggu
   MATCH "truncated.gguf: .*exceeds file size" ONE_LINE_ERROR)
 bitnet_generate_case(not_a_gguf RC nonzero ARGS -m ${CMAKE_CURRENT_SOURCE_DIR}/generate_cli/expect.cmake -p hi
   MATCH "expect.cmake: .*magic" ONE_LINE_ERROR)
-bitnet_generate_case(non_bitnet_arch RC nonzero ARGS -m ${_gen_dir}/llama.gguf -p hi
-  MATCH "llama.gguf: .*general.architecture is 'llama', expected one of bitnet, bitnet-b1.58, bitnet-25" ONE_LINE_ERROR)
+bitnet_generate_case(non_bitnet_arch RC nonzero ARGS -m ${_gen_dir}/gpt2.gguf -p hi
+  MATCH "gpt2.gguf: .*general.architecture is 'gpt2', expected one of bitnet, bitnet-b1.58, bitnet-25, llama" ONE_LINE_ERROR)
 bitnet_generate_case(unsupported_tl2 RC nonzero ARGS -m ${_gen_dir}/tl2.gguf -p hi
   MATCH "tensor 'blk.0.attn_q.weight': TL2 is not supported" ONE_LINE_ERROR)
 bitnet_generate_case(prompt_longer_than_context RC nonzero ARGS -m ${_gen_dir}/tiny.gguf -c 4 -p "a prompt of more than four tokens"

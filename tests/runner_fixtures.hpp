@@ -9,7 +9,7 @@
 #include <string>   // names
 #include <vector>   // data
 
-#include "bitnet-generate/model.hpp"
+#include <bitnet/runner/session.hpp>
 #include "model_builder.hpp"
 
 namespace bitnet::test {

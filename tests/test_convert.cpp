@@ -21,8 +21,8 @@
 #include <sys/wait.h>  // WEXITSTATUS
 #include <unistd.h>    // getpid for a private temp dir
 
-#include "../tools/convert.hpp"
-#include "bitnet-generate/tokenizer.hpp"
+#include "convert.hpp"
+#include <bitnet/runner/tokenizer.hpp>
 
 namespace {
 

@@ -32,7 +32,7 @@
 #include <string>      // text
 #include <vector>      // data
 
-#include "../tools/perplexity.hpp"
+#include "perplexity.hpp"
 
 namespace {
 

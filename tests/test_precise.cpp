@@ -1,4 +1,4 @@
-// tests/test_precise.cpp - bitnet-generate's --precise forward pass (examples/bitnet-generate/
+// tests/test_precise.cpp - bitnet-generate's --precise forward pass (bitnet/runner/
 // precise.hpp) on the synthetic models of tests/model_builder.hpp: it must be the same model as
 // the fast path (model.hpp's session), only computed in double.
 //
@@ -21,7 +21,7 @@
 #include <string>     // names
 #include <vector>     // data
 
-#include "bitnet-generate/precise.hpp"
+#include <bitnet/runner/precise.hpp>
 #include "runner_fixtures.hpp"
 
 namespace {
@@ -120,7 +120,7 @@ TEST(Precise, RefusesPerBlockActivationsAndFullContext) {
   for (const auto& e : bitnet::lut_gemm_variants())
     if (e.name == "gemm_lutd_q8/scalar/g3/r16/t2") o.luts->gemm = e;
   const model ml = model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
-  ASSERT_GT(ml.lut_tensors(), 0u);
+  ASSERT_GT(ml.info().lut_copies, 0u);
   EXPECT_THROW(precise_session(ml, pool, 8), std::invalid_argument);
   const std::vector<std::int32_t> three = {1, 2, 3};
   EXPECT_THROW(s.eval(std::span<const std::int32_t>(three)), bitnet::run::context_full);

@@ -1,6 +1,6 @@
 // tests/test_real_model.cpp - the trained bitllama2.c 3M ternary model, converted by
 // bitnet-convert's logic (tools/convert.hpp) for each ternary type and run by the runner's
-// model (examples/bitnet-generate/model.hpp), against the staged reference outputs
+// model (examples/runner: bitnet/runner/session.hpp), against the staged reference outputs
 // (shared/data/bitllama2c/reference, PROVENANCE.md). The command-line path (bitnet-convert,
 // then bitnet-generate --json) is checked by tests/real_model.cmake.
 //
@@ -41,9 +41,9 @@
 #include <string>      // names
 #include <vector>      // data
 
-#include "../tools/convert.hpp"
-#include "bitnet-generate/model.hpp"
-#include "bitnet-generate/precise.hpp"
+#include "convert.hpp"
+#include <bitnet/runner/session.hpp>
+#include <bitnet/runner/precise.hpp>
 
 namespace {
 

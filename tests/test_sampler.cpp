@@ -1,4 +1,4 @@
-// tests/test_sampler.cpp - examples/bitnet-generate/sampler.hpp against hand-computed
+// tests/test_sampler.cpp - bitnet/runner/sampler.hpp against hand-computed
 // distributions. Logits are chosen as logarithms of small integers so every expected
 // probability is a simple fraction (softmax(ln w) = w / sum w); tolerances are float rounding
 // of a softmax over a handful of values (1e-6).
@@ -9,7 +9,7 @@
 #include <map>      // expected distributions
 #include <vector>   // logits
 
-#include "bitnet-generate/sampler.hpp"
+#include <bitnet/runner/sampler.hpp>
 
 namespace {
 

@@ -1,4 +1,4 @@
-// tests/test_tokenizer.cpp - the runner's tokenizers (examples/bitnet-generate/tokenizer.hpp).
+// tests/test_tokenizer.cpp - the runner's tokenizers (bitnet/runner/tokenizer.hpp).
 //
 // Expected token ids come only from llama.cpp's vocabulary test vectors in
 // shared/data/llamacpp-vocab (*.out, produced by the Hugging Face tokenizers), or from small
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "bitnet-generate/tokenizer.hpp"
+#include <bitnet/runner/tokenizer.hpp>
 
 #if __has_include(<nlohmann/json.hpp>)
 #include <nlohmann/json.hpp>  // Debian nlohmann-json3-dev: reads the Llama-3 tokenizer.json

@@ -6,8 +6,8 @@
 //   bitnet-perplexity -m OTHER.gguf --kl-divergence base.bnlogits      (tokens from the file)
 //
 // Which positions are scored (windows), the estimator of the standard error and the logits
-// file format: tools/perplexity.hpp and docs/perplexity.md. The model, tokenizer and thread
-// pool are bitnet-generate's (examples/bitnet-generate).
+// file format: tools/perplexity.hpp and docs/perplexity.md. The model, tokenizer, session and
+// thread pool are the runner component's (bitnet/runner).
 //
 // stdout: the results (or, with --json, one JSON object). stderr: progress with an ETA, notes,
 // errors (one line, "bitnet-perplexity: error: ..."). Exit status: 0 ok, 1 error, 2 bad
@@ -31,13 +31,9 @@
 
 #include <unistd.h>  // isatty: '\r' progress only on a terminal
 
-#include <bitnet/bitnet.hpp>
-#include <bitnet/gguf.hpp>
+#include <bitnet/runner/cli.hpp>
+#include <bitnet/runner/runner.hpp>
 
-#include "bitnet-generate/cli.hpp"
-#include "bitnet-generate/model.hpp"
-#include "bitnet-generate/thread_pool.hpp"
-#include "bitnet-generate/tokenizer.hpp"
 #include "perplexity.hpp"
 
 namespace {
@@ -70,7 +66,7 @@ struct options {
   std::int64_t n_batch = 64;
   int threads = 0;
   bool no_bos = false, json = false, quiet = false, help = false;
-  std::string kernel_arch, act = "per-token";
+  std::string kernel_arch, act = "per-token", kv_type = "f32";
 };
 
 using flag = br::cli::flag<options>;
@@ -111,6 +107,13 @@ const std::vector<flag>& flags() {
        [](options& o, std::string_view, const std::string&) { o.json = true; }},
       {"--kernel-arch", "NAME", "kernel arch: scalar, avx2, avx512bw, avx512vnni, neon64, neon64dp (default: $BITNET_ARCH, else the best this CPU runs)",
        [](options& o, std::string_view, const std::string& v) { o.kernel_arch = v; }},
+      {"--kv-type", "TYPE",
+       "KV cache element type: f32, or f16 (keys and values rounded to f16, as bitnet.cpp / llama.cpp keep them) "
+       "(default: f32)",
+       [](options& o, std::string_view n, const std::string& v) {
+         if (v != "f32" && v != "f16") throw usage_error{std::string(n) + ": expected f32 or f16, got '" + v + "'"};
+         o.kv_type = v;
+       }},
       {"--act", "MODE", "ternary activation quantization: per-token (bitnet.cpp) or per-block (Q8_K, ggml's TQ) (default: per-token)",
        [](options& o, std::string_view n, const std::string& v) {
          if (v != "per-token" && v != "per-block")
@@ -290,17 +293,9 @@ int run(const options& o) {
   std::unique_ptr<ppl::logits_reader> base;
   if (!o.kl_file.empty()) base = std::make_unique<ppl::logits_reader>(o.kl_file);
 
-  bitnet::gguf::file file = bitnet::gguf::file::open(o.model);
-  const br::config cfg = br::read_config(file);
-  std::optional<tok::tokenizer> tk_storage;
-  try {
-    tk_storage.emplace(tok::vocab_from_gguf(file));
-  } catch (const bitnet::gguf::error&) {
-    throw;
-  } catch (const std::exception& e) {
-    fail(o.model + ": " + e.what());
-  }
-  const tok::tokenizer& tk = *tk_storage;
+  br::model_file mf = br::model_file::open(o.model);
+  const br::config cfg = mf.cfg();
+  const tok::tokenizer& tk = mf.require_tokenizer();
   const auto n_vocab = static_cast<std::int64_t>(tk.n_vocab());
   const std::int32_t bos = !o.no_bos && tk.data().add_bos && tk.bos() >= 0 ? tk.bos() : -1;
 
@@ -391,11 +386,9 @@ int run(const options& o) {
   lo.kernels = bitnet::kernel_options::from_env();
   if (!o.kernel_arch.empty()) lo.kernels.arch = o.kernel_arch;
   lo.activations = o.act == "per-block" ? bitnet::act_quant::per_block : bitnet::act_quant::per_token;
-  const br::model m = br::model::load(std::move(file), lo, pool);
-  if (m.cfg().n_vocab != n_vocab)
-    fail(o.model + ": the vocabulary has " + std::to_string(n_vocab) + " tokens but token_embd.weight has " +
-         std::to_string(m.cfg().n_vocab) + " rows");
-  br::session sess(m, pool, n_ctx, o.n_batch);
+  const br::model m = br::model::load(std::move(mf), lo, pool);
+  for (const auto& w : m.info().warnings) note("warning: " + w);
+  br::session sess(m, pool, n_ctx, o.n_batch, o.kv_type == "f16" ? br::kv_type::f16 : br::kv_type::f32);
   const double load_s = seconds_since(t_load);
 
   std::unique_ptr<ppl::logits_writer> writer;
@@ -478,8 +471,8 @@ int run(const options& o) {
   if (o.json) {
     std::ostringstream j;
     j << "{\"model\":" << json_string(o.model) << ",\"arch\":" << json_string(m.cfg().arch)
-      << ",\"ternary\":" << json_string(m.ternary_types())
-      << ",\"head\":" << json_string(bitnet::type_name(m.token_embd().type)) << ",\"source\":\"" << source << "\""
+      << ",\"ternary\":" << json_string(m.info().ternary_types)
+      << ",\"head\":" << json_string(m.info().head_type) << ",\"source\":\"" << source << "\""
       << ",\"n_tokens\":" << N << ",\"n_ctx\":" << n_ctx << ",\"stride\":" << stride << ",\"bos\":" << bos
       << ",\"windows\":" << plan.size() << ",\"scored\":" << n_scored << ",\"nll_mean\":" << json_num(nll.mean)
       << ",\"nll_sd\":" << json_num(std::sqrt(nll.variance())) << ",\"ppl\":" << json_num(pe.ppl)
@@ -487,9 +480,9 @@ int run(const options& o) {
       << ",\"eval_ms\":" << json_ms(eval_s * 1e3) << ",\"tokens_evaluated\":" << total_eval
       << ",\"tok_s\":" << json_ms(tok_s) << ",\"scored_per_s\":" << json_ms(scored_s) << "}"
       << ",\"threads\":" << threads << ",\"batch\":" << sess.n_batch()
-      << ",\"kernels\":{\"gemv\":" << json_string(m.kernels().gemv.name)
-      << ",\"gemm\":" << json_string(m.kernels().gemm.name) << ",\"head\":" << json_string(m.head_kernel_name())
-      << ",\"activations\":" << json_string(o.act) << "}"
+      << ",\"kernels\":{\"gemv\":" << json_string(m.info().gemv)
+      << ",\"gemm\":" << json_string(m.info().gemm) << ",\"head\":" << json_string(m.info().head_kernel)
+      << ",\"activations\":" << json_string(o.act) << "},\"kv_type\":\"" << o.kv_type << "\""
       << ",\"save_logits\":" << (o.save_logits.empty() ? std::string("null") : json_string(o.save_logits));
     if (base) {
       j << ",\"kl\":{\"file\":" << json_string(base->path()) << ",\"positions\":" << kl.n
@@ -505,8 +498,8 @@ int run(const options& o) {
     std::fputs(j.str().c_str(), stdout);
     return 0;
   }
-  std::printf("model        %s (%s, %s, head %s)\n", o.model.c_str(), m.cfg().arch.c_str(), m.ternary_types().c_str(),
-              std::string(bitnet::type_name(m.token_embd().type)).c_str());
+  std::printf("model        %s (%s, %s, head %s)\n", o.model.c_str(), m.cfg().arch.c_str(), m.info().ternary_types.c_str(),
+              m.info().head_type.c_str());
   std::printf("scored       %lld positions of %lld tokens (%s), %zu window%s of up to %lld, stride %lld\n",
               static_cast<long long>(n_scored), static_cast<long long>(N), source.c_str(), plan.size(),
               plan.size() == 1 ? "" : "s", static_cast<long long>(n_ctx), static_cast<long long>(stride));

@@ -26,6 +26,8 @@
 #include <string_view>  // parsing
 #include <vector>       // plans, ids, rows
 
+#include <bitnet/runner/cli.hpp>  // parse_ids
+
 namespace bitnet::ppl {
 
 static_assert(std::endian::native == std::endian::little, "the logits file is little-endian; add byte swaps");
@@ -160,30 +162,14 @@ inline double kl_divergence(const float* base, const row_summary& rb, const floa
 // ================================================================ token ids from text
 
 // Decimal ids separated by any mix of whitespace, commas and square brackets ("1 2 3",
-// "1,2,3", "[1, 2, 3]"). `what` names the source in errors.
+// "1,2,3", "[1, 2, 3]"): the runner's parse_ids, its errors as ppl::error. `what` names the
+// source in errors.
 inline std::vector<std::int32_t> parse_ids(std::string_view s, const std::string& what) {
-  std::vector<std::int32_t> ids;
-  std::size_t i = 0;
-  const auto sep = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == '[' || c == ']'; };
-  while (i < s.size()) {
-    if (sep(s[i])) {
-      ++i;
-      continue;
-    }
-    const std::size_t b = i;
-    while (i < s.size() && !sep(s[i])) ++i;
-    const std::string_view t = s.substr(b, i - b);
-    std::int64_t v = 0;
-    bool ok = t.size() <= 10;
-    for (const char c : t) ok = ok && c >= '0' && c <= '9';
-    if (ok)
-      for (const char c : t) v = v * 10 + (c - '0');
-    if (!ok || v > std::numeric_limits<std::int32_t>::max())
-      throw error(what + ": '" + std::string(t.substr(0, 32)) + "' at byte offset " + std::to_string(b) +
-                  " is not a token id (expected non-negative integers separated by spaces or commas)");
-    ids.push_back(static_cast<std::int32_t>(v));
+  try {
+    return run::parse_ids(s, what);
+  } catch (const std::invalid_argument& e) {
+    throw error(e.what());
   }
-  return ids;
 }
 
 // ================================================================ the logits file

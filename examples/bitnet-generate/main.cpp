@@ -1,9 +1,9 @@
-// bitnet-generate - text generation with a BitNet b1.58 GGUF model on the CPU.
+// bitnet-generate - text generation with a ternary GGUF model on the CPU.
 //
-// Reads top to bottom: the model (config, weights, blocks, forward) is model.hpp, the
-// tokenizer tokenizer.hpp, the sampler sampler.hpp, the command line cli.hpp; this file ties
-// them together: open and validate the file, tokenize, load the weights, prefill the prompt,
-// then sample / stream / decode until end of generation, -n tokens, or a full context.
+// A thin program over the runner component (bitnet/runner/*.hpp): open the file and check the
+// prompt (cheap), load the weights, then generate (runner::generate) with the text streamed to
+// stdout, or chat (runner::conversation) turn by turn from stdin. The command line is
+// options.hpp.
 //
 // stdout carries only the text (or, with --json, one JSON object); everything else, including
 // the closing summary, goes to stderr. Exit status: 0 ok, 1 error, 2 bad command line.
@@ -11,7 +11,7 @@
 // that reaches the end of the context stops there with a note on stderr (stop reason
 // "context_full" in --json) and exits 0.
 #include <algorithm>  // std::min
-#include <chrono>     // timings
+#include <chrono>     // load time
 #include <cmath>      // std::isfinite
 #include <cstdint>    // fixed-width integers
 #include <cstdio>     // stdio streams
@@ -20,28 +20,22 @@
 #include <fstream>    // -f
 #include <iostream>   // std::getline for chat turns
 #include <iterator>   // std::istreambuf_iterator
-#include <optional>   // the tokenizer, built after the file is validated
+#include <optional>   // the precise session
 #include <random>     // std::random_device for the default seed
-#include <span>       // token spans
 #include <sstream>    // JSON text
 #include <stdexcept>  // std::runtime_error
 #include <string>     // text
 #include <vector>     // ids
 
-#include <bitnet/bitnet.hpp>
-#include <bitnet/gguf.hpp>
+#include <bitnet/runner/runner.hpp>
 
-#include "cli.hpp"
-#include "model.hpp"
-#include "precise.hpp"
-#include "sampler.hpp"
-#include "thread_pool.hpp"
-#include "tokenizer.hpp"
+#include "options.hpp"
 
 namespace {
 
 namespace br = bitnet::run;
 namespace tok = bitnet::tok;
+namespace gen = bitnet::gen;
 using clock_type = std::chrono::steady_clock;
 
 double ms_since(clock_type::time_point t0) {
@@ -101,269 +95,121 @@ std::string json_num(double v) {
   return buf;
 }
 
-// ---------------------------------------------------------------- generation
+// ---------------------------------------------------------------- running
 
 struct stats {
   double load_ms = 0, prefill_ms = 0, decode_ms = 0;
   std::int64_t prefill_tokens = 0, decode_tokens = 0, generated = 0;
+  void add(const br::generation& g) {
+    prefill_ms += g.prefill_ms;
+    decode_ms += g.decode_ms;
+    prefill_tokens += g.prefill_tokens;
+    decode_tokens += g.decode_tokens;
+    generated += static_cast<std::int64_t>(g.ids.size());
+  }
 };
 
-enum class stop_reason { eog, length, context_full, stop_string };
-
-const char* stop_name(stop_reason s) {
-  switch (s) {
-    case stop_reason::eog: return "eos";
-    case stop_reason::length: return "length";
-    case stop_reason::context_full: return "context_full";
-    case stop_reason::stop_string: return "stop_string";
-  }
-  return "?";
-}
-
 struct runner {
-  const br::options& opt;
+  const gen::options& opt;
   const br::model& m;
   br::session& sess;
+  br::evaluator& seq;  // sess, or the --precise session
   const tok::tokenizer& tk;
   br::sampler& smp;
   stats st;
-  br::precise_session* precise;  // --precise: evaluates instead of sess (no --chat)
+  bool precise;
 
-  std::span<const float> eval(std::span<const std::int32_t> ids) { return precise ? precise->eval(ids) : sess.eval(ids); }
-
-  // Evaluates prompt-side tokens (timed as prefill); returns the last position's logits.
-  std::span<const float> prefill(const std::vector<std::int32_t>& ids) {
-    const auto t0 = clock_type::now();
-    const auto l = eval(ids);
-    st.prefill_ms += ms_since(t0);
-    st.prefill_tokens += static_cast<std::int64_t>(ids.size());
-    for (const auto id : ids) smp.accept(id);
-    return l;
+  br::generation_params params() const {
+    br::generation_params p;
+    p.max_tokens = opt.n_predict;
+    p.ignore_eos = opt.ignore_eos;
+    return p;
   }
-
-  // Samples up to `limit` tokens (-1: no limit) starting from `logits`. on_token(id) sees each
-  // kept token and returns false to stop (a stop string). The final sampled token is left
-  // unevaluated in `pending` (-1 if none): a chat's next turn feeds it first.
-  template <class OnToken>
-  stop_reason generate(std::span<const float> logits, std::int64_t limit, std::int32_t& pending, OnToken&& on_token) {
-    const auto t0 = clock_type::now();
-    stop_reason why = stop_reason::length;
-    pending = -1;
-    for (std::int64_t i = 0; limit < 0 || i < limit; ++i) {
-      const std::int32_t id = smp.sample(logits);
-      smp.accept(id);
-      pending = id;
-      if (tk.is_eog(id) && !opt.ignore_eos) {
-        why = stop_reason::eog;
-        break;
-      }
-      ++st.generated;
-      if (!on_token(id)) {
-        why = stop_reason::stop_string;
-        break;
-      }
-      if (limit >= 0 && i + 1 == limit) break;
-      if ((precise ? precise->pos() : sess.pos()) >= sess.n_ctx()) {
-        why = stop_reason::context_full;
-        break;
-      }
-      logits = eval(std::span<const std::int32_t>(&pending, 1));
-      ++st.decode_tokens;
-      pending = -1;
-    }
-    st.decode_ms += ms_since(t0);
-    return why;
-  }
-
   void note_context_full() const {
     std::fprintf(stderr, "bitnet-generate: stopped: the context of %lld positions is full (raise -c)\n",
                  static_cast<long long>(sess.n_ctx()));
   }
 };
 
-struct completion {
-  std::vector<std::int32_t> generated;
-  std::string text;
-  stop_reason why = stop_reason::length;
-};
-
 // Plain completion: prefill the prompt, then stream (or collect, for --json) the continuation.
-completion complete(runner& r, const std::vector<std::int32_t>& prompt_ids) {
-  const br::options& o = r.opt;
+br::generation complete(runner& r, const std::vector<std::int32_t>& prompt_ids) {
+  const gen::options& o = r.opt;
   tok::stream_decoder sd(r.tk);
   std::string prompt_text;
   for (const auto id : prompt_ids) prompt_text += sd.push(id);  // also primes the decoder's spacing
   if (!o.json && !o.no_echo) out(prompt_text);
-  completion c;
-  std::int32_t pending = -1;
-  c.why = r.generate(r.prefill(prompt_ids), o.n_predict, pending, [&](std::int32_t id) {
-    c.generated.push_back(id);
-    const std::string piece = sd.push(id);
-    c.text += piece;
-    if (!o.json) out(piece);
+  const br::generation g = br::generate(r.seq, r.smp, r.tk, prompt_ids, r.params(), [&](const br::generated_piece& p) {
+    if (!o.json) out(p.text);
     return true;
-  });
-  const std::string rest = sd.flush();
-  c.text += rest;
-  if (!o.json) out(rest + "\n");
-  if (c.why == stop_reason::context_full) r.note_context_full();
-  return c;
+  }, &sd);
+  r.st.add(g);
+  if (!o.json) out("\n");
+  if (g.stop == br::stop_reason::context_full) r.note_context_full();
+  return g;
 }
 
-// ---------------------------------------------------------------- chat
-
-std::string trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(b, e - b + 1));
-}
-
-void append(std::vector<std::int32_t>& v, const std::vector<std::int32_t>& w) { v.insert(v.end(), w.begin(), w.end()); }
-
-// Chat. With <|eot_id|> in the vocabulary, the BitNet b1.58 2B4T format (spec 6.4):
-//   <|begin_of_text|>System: {system}<|eot_id|>User: {user}<|eot_id|>Assistant: {reply}<|eot_id|>User: ...
-// headers and contents tokenized separately, contents trimmed, specials not parsed in user
-// text. Otherwise a plain-text fallback:
-//   [BOS]{system}\n\nUser: {user}\nAssistant: {reply}\nUser: ...
-// whose replies also stop at the text "\nUser:" (held back, never printed; the next message
-// then continues the model's own "User:").
-// Turns: -p / -f (if given) is the first user message, then one line of stdin per turn; an empty
-// line is skipped, end of input ends the chat. The KV cache carries the whole conversation;
-// a turn that no longer fits ends the chat with a note.
+// Chat: one user message per line of stdin (-p / -f, if given, is the first; an empty line is
+// skipped, end of input ends the chat), in the model's chat format (runner chat.hpp). The KV
+// cache carries the whole conversation; a turn that no longer fits ends the chat with a note.
 int chat(runner& r, const std::string& first_message) {
-  const br::options& o = r.opt;
-  const tok::tokenizer& tk = r.tk;
-  const auto eot = tk.find_token("<|eot_id|>");
-  const bool b2 = eot.has_value();
-  const auto enc = [&](std::string_view s) { return tk.encode(s, false, false); };
-  const std::string stop_text = "\nUser:";
-
-  std::vector<std::int32_t> head;  // tokens for the next turn, before the user's message
-  if (!o.no_bos && tk.bos() >= 0) head.push_back(tk.bos());
-  if (!o.system.empty()) {
-    if (b2) {
-      append(head, enc("System: "));
-      append(head, enc(trim(o.system)));
-      head.push_back(*eot);
-    } else {
-      append(head, enc(trim(o.system) + "\n\n"));
-    }
-  }
-  bool first = true, model_wrote_user = false;
+  const gen::options& o = r.opt;
+  br::conversation conv(br::chat_format::detect(r.m), o.system, !o.no_bos);
+  br::generation_params params = r.params();
+  params.stop = conv.format().stop_strings();
+  const auto blank = [](const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; };
   std::string msg = first_message;
-  for (;;) {
-    if (!first || trim(msg).empty()) {
+  for (bool have = !blank(msg);; have = false) {
+    if (!have) {
       std::fputs("> ", stderr);
       std::fflush(stderr);
       if (!std::getline(std::cin, msg)) break;
-      if (trim(msg).empty()) continue;
+      if (blank(msg)) continue;
     }
     if (const std::size_t bad = tok::detail::utf8_first_invalid(msg); bad != std::string::npos)
       fail("chat input is not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
-    std::vector<std::int32_t> turn = head;
-    if (b2) {
-      append(turn, enc("User: "));
-      append(turn, enc(trim(msg)));
-      turn.push_back(*eot);
-      append(turn, enc("Assistant: "));
-    } else {
-      // After a reply that ended by writing "\nUser:" itself, the message just continues it.
-      const std::string lead = first ? "User: " : model_wrote_user ? " " : "\nUser: ";
-      append(turn, enc(lead + trim(msg) + "\nAssistant:"));
-    }
+    const bool opening = conv.first();
+    const std::vector<std::int32_t> turn = conv.next_turn(msg);
     if (r.sess.pos() + static_cast<std::int64_t>(turn.size()) > r.sess.n_ctx()) {
-      if (first)
+      if (opening)
         fail("the first chat turn is " + std::to_string(turn.size()) + " tokens but the context holds " +
              std::to_string(r.sess.n_ctx()) + " positions (-c)");
       r.note_context_full();
       break;
     }
-    first = false;
-    tok::stream_decoder sd(tk);
-    for (const auto id : turn) (void)sd.push(id);
-    std::string held;  // fallback format: text that may be the start of the stop string
-    std::int32_t pending = -1;
-    const auto why = r.generate(r.prefill(turn), o.n_predict, pending, [&](std::int32_t id) {
-      if (b2) {
-        out(sd.push(id));
-        return true;
-      }
-      held += sd.push(id);
-      if (const auto at = held.find(stop_text); at != std::string::npos) {
-        out(held.substr(0, at));
-        return false;
-      }
-      std::size_t keep = 0;  // longest suffix of `held` that is a prefix of the stop text
-      for (std::size_t k = std::min(held.size(), stop_text.size() - 1); k > 0; --k)
-        if (held.compare(held.size() - k, k, stop_text, 0, k) == 0) {
-          keep = k;
-          break;
-        }
-      out(held.substr(0, held.size() - keep));
-      held.erase(0, held.size() - keep);
+    const br::generation g = br::generate(r.seq, r.smp, r.tk, turn, params, [](const br::generated_piece& p) {
+      out(p.text);
       return true;
     });
-    if (why != stop_reason::stop_string) out(held + sd.flush());
+    r.st.add(g);
     out("\n");
-    if (why == stop_reason::context_full) {
+    if (g.stop == br::stop_reason::context_full) {
       r.note_context_full();
       break;
     }
-    // The reply's end. A reply cut by -n printed a last token that was not evaluated yet: it
-    // goes first. Then, for 2B4T, an <|eot_id|> (also when the reply ended with EOS); the
-    // fallback continues with "\nUser: ...".
-    head.clear();
-    if (pending >= 0 && (why == stop_reason::length || why == stop_reason::stop_string)) head.push_back(pending);
-    if (b2) head.push_back(*eot);
-    model_wrote_user = why == stop_reason::stop_string;
+    conv.reply_done(g);
   }
   return 0;
 }
 
 // ---------------------------------------------------------------- summary
 
-std::string mib(std::size_t bytes) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return b;
-}
-
 double per_s(std::int64_t n, double ms) { return ms > 0 ? 1000.0 * static_cast<double>(n) / ms : 0.0; }
 
-// The kernels decode and prefill run, for the reports.
-std::string tuned_suffix(const br::model& m) {
-  return m.lut_tensors() > 0 && !m.default_lut_pair() ? " + tuning file LUT picks" : "";
-}
-std::string gemv_name(const br::model& m) { return m.gemv_name() + tuned_suffix(m); }
-std::string gemm_name(const br::model& m) { return m.gemm_name() + tuned_suffix(m); }
-
-// The repacked ternary weights: size and layout.
-std::string repacked(const br::model& m) {
-  if (m.default_lut_pair())
-    return mib(m.lut_bytes() + m.repacked_bytes()) + " as " + m.weights_layout() +
-           (m.repacked_bytes() > 0 ? " and t2" : "");
-  return mib(m.repacked_bytes()) + " as " + m.weights_layout() +
-         (m.lut_tensors() > 0 ? " + " + mib(m.lut_bytes()) + " of tuned LUT copies" : "");
-}
-
 void print_summary(const runner& r, int threads, std::uint64_t seed, const char* why) {
-  const br::config& c = r.m.cfg();
+  const br::model_info& i = r.m.info();
   const stats& s = r.st;
   std::fprintf(stderr,
                "\nbitnet-generate: %s, %lld layers, d %lld, %lld/%lld heads, vocab %lld; weights %s (%s), "
                "head %s\n",
-               c.arch.c_str(), static_cast<long long>(c.n_layer), static_cast<long long>(c.n_embd),
-               static_cast<long long>(c.n_head), static_cast<long long>(c.n_head_kv), static_cast<long long>(c.n_vocab),
-               r.m.ternary_types().c_str(), repacked(r.m).c_str(),
-               std::string(bitnet::type_name(r.m.token_embd().type)).c_str());
+               i.arch.c_str(), static_cast<long long>(i.n_layer), static_cast<long long>(i.n_embd),
+               static_cast<long long>(i.n_head), static_cast<long long>(i.n_head_kv), static_cast<long long>(i.n_vocab),
+               i.ternary_types.c_str(), i.weights_summary().c_str(), i.head_type.c_str());
   std::fprintf(stderr, "bitnet-generate: kernels gemv %s, gemm %s, head %s; activations %s%s; threads %d\n",
-               gemv_name(r.m).c_str(), gemm_name(r.m).c_str(),
-               std::string(r.m.head_kernel_name()).c_str(), r.opt.act.c_str(),
+               i.gemv.c_str(), i.gemm.c_str(), i.head_kernel.c_str(), r.opt.act.c_str(),
                r.precise ? "; --precise (double forward pass, exact int32 ternary sums)" : "", threads);
-  std::fprintf(stderr, "bitnet-generate: context %lld (KV cache %s, %s), seed %llu, stop: %s\n",
-               static_cast<long long>(r.sess.n_ctx()), br::kv_type_name(r.sess.kv()), mib(r.sess.kv_bytes()).c_str(),
-               static_cast<unsigned long long>(seed), why);
+  std::fprintf(stderr, "bitnet-generate: context %lld (KV cache %s, %.1f MiB), seed %llu, stop: %s\n",
+               static_cast<long long>(r.sess.n_ctx()), br::kv_type_name(r.sess.kv()),
+               static_cast<double>(r.sess.kv_bytes()) / (1024.0 * 1024.0), static_cast<unsigned long long>(seed), why);
   std::fprintf(stderr,
                "bitnet-generate: load %.0f ms | prefill %lld tokens in %.1f ms (%.2f tok/s) | "
                "generated %lld tokens, decode %lld in %.1f ms (%.2f tok/s)\n",
@@ -372,25 +218,27 @@ void print_summary(const runner& r, int threads, std::uint64_t seed, const char*
                per_s(s.decode_tokens, s.decode_ms));
 }
 
-void print_json(const runner& r, const std::vector<std::int32_t>& prompt_ids, const completion& c, int threads,
+void print_json(const runner& r, const std::vector<std::int32_t>& prompt_ids, const br::generation& g, int threads,
                 std::uint64_t seed) {
   const stats& s = r.st;
+  const br::model_info& i = r.m.info();
   std::ostringstream j;
-  j << "{\"model\":" << json_string(r.opt.model) << ",\"arch\":" << json_string(r.m.cfg().arch)
-    << ",\"prompt_ids\":" << json_ids(prompt_ids) << ",\"generated_ids\":" << json_ids(c.generated)
-    << ",\"text\":" << json_string(c.text) << ",\"stop\":\"" << stop_name(c.why) << "\""
+  j << "{\"model\":" << json_string(r.opt.model) << ",\"arch\":" << json_string(i.arch)
+    << ",\"prompt_ids\":" << json_ids(prompt_ids) << ",\"generated_ids\":" << json_ids(g.ids)
+    << ",\"text\":" << json_string(g.text) << ",\"stop\":\"" << br::stop_reason_name(g.stop) << "\""
     << ",\"timings\":{\"load_ms\":" << json_num(s.load_ms) << ",\"prefill_tokens\":" << s.prefill_tokens
     << ",\"prefill_ms\":" << json_num(s.prefill_ms) << ",\"prefill_tok_s\":" << json_num(per_s(s.prefill_tokens, s.prefill_ms))
     << ",\"decode_tokens\":" << s.decode_tokens << ",\"decode_ms\":" << json_num(s.decode_ms)
     << ",\"decode_tok_s\":" << json_num(per_s(s.decode_tokens, s.decode_ms)) << "}"
-    << ",\"kernels\":{\"gemv\":" << json_string(gemv_name(r.m))
-    << ",\"gemm\":" << json_string(gemm_name(r.m)) << ",\"head\":" << json_string(r.m.head_kernel_name())
-    << ",\"activations\":" << json_string(r.opt.act) << ",\"precise\":" << (r.precise ? "true" : "false") << "}"
-    << ",\"threads\":" << threads << ",\"n_ctx\":" << r.sess.n_ctx() << ",\"kv_type\":\"" << br::kv_type_name(r.sess.kv()) << "\"" << ",\"seed\":" << seed << "}\n";
+    << ",\"kernels\":{\"gemv\":" << json_string(i.gemv) << ",\"gemm\":" << json_string(i.gemm)
+    << ",\"head\":" << json_string(i.head_kernel) << ",\"activations\":" << json_string(r.opt.act)
+    << ",\"precise\":" << (r.precise ? "true" : "false") << "}"
+    << ",\"threads\":" << threads << ",\"n_ctx\":" << r.sess.n_ctx() << ",\"kv_type\":\"" << br::kv_type_name(r.sess.kv())
+    << "\"" << ",\"seed\":" << seed << "}\n";
   out(j.str());
 }
 
-void list_kernels(const br::options& o) {
+void list_kernels(const gen::options& o) {
   const auto f = bitnet::cpu_features::detect();
   const auto list = [&](const char* what, const auto& entries) {
     std::printf("%s:\n", what);
@@ -416,7 +264,7 @@ void list_kernels(const br::options& o) {
 
 // ---------------------------------------------------------------- main flow
 
-int run(const br::options& o) {
+int run(const gen::options& o) {
   const auto t_load = clock_type::now();
 
   // The prompt, checked before anything slow happens.
@@ -430,17 +278,9 @@ int run(const br::options& o) {
     fail("the prompt is not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
 
   // File, config and vocabulary (cheap: the weights are not touched yet).
-  bitnet::gguf::file file = bitnet::gguf::file::open(o.model);
-  const br::config cfg = br::read_config(file);
-  std::optional<tok::tokenizer> tk_storage;
-  try {
-    tk_storage.emplace(tok::vocab_from_gguf(file));
-  } catch (const bitnet::gguf::error&) {
-    throw;
-  } catch (const std::exception& e) {
-    fail(o.model + ": " + e.what());
-  }
-  const tok::tokenizer& tk = *tk_storage;
+  br::model_file mf = br::model_file::open(o.model);
+  const br::config& cfg = mf.cfg();
+  const tok::tokenizer& tkf = mf.require_tokenizer();
 
   std::int64_t n_ctx = o.n_ctx < 0 ? std::min<std::int64_t>(2048, cfg.n_ctx_train) : o.n_ctx == 0 ? cfg.n_ctx_train : o.n_ctx;
   if (n_ctx > cfg.n_ctx_train)
@@ -448,17 +288,28 @@ int run(const br::options& o) {
                  static_cast<long long>(n_ctx), static_cast<long long>(cfg.n_ctx_train));
 
   std::vector<std::int32_t> prompt_ids;
-  if (!o.chat) {
-    prompt_ids = tk.encode(prompt, !o.no_bos, true);
+  if (!o.prompt_ids.empty()) {
+    try {
+      prompt_ids = br::parse_ids(o.prompt_ids, "--prompt-ids");
+    } catch (const std::invalid_argument& e) {
+      fail(e.what());
+    }
+    if (prompt_ids.empty()) fail("--prompt-ids: no token ids given");
+    for (std::size_t i = 0; i < prompt_ids.size(); ++i)
+      if (prompt_ids[i] >= static_cast<std::int32_t>(tkf.n_vocab()))
+        fail("--prompt-ids: id " + std::to_string(i) + " is " + std::to_string(prompt_ids[i]) +
+             ", outside the vocabulary of " + std::to_string(tkf.n_vocab()) + " tokens");
+  } else if (!o.chat) {
+    prompt_ids = tkf.encode(prompt, !o.no_bos, true);
     if (prompt_ids.empty()) {
       if (o.no_bos) fail("the prompt is empty and --no-bos leaves no token to start from");
-      if (tk.bos() < 0) fail("the prompt is empty and the vocabulary has no BOS token to start from");
-      prompt_ids.push_back(tk.bos());
+      if (tkf.bos() < 0) fail("the prompt is empty and the vocabulary has no BOS token to start from");
+      prompt_ids.push_back(tkf.bos());
     }
-    if (static_cast<std::int64_t>(prompt_ids.size()) > n_ctx)
-      fail("the prompt is " + std::to_string(prompt_ids.size()) + " tokens but the context holds " +
-           std::to_string(n_ctx) + " positions (-c " + std::to_string(n_ctx) + ")");
   }
+  if (static_cast<std::int64_t>(prompt_ids.size()) > n_ctx)
+    fail("the prompt is " + std::to_string(prompt_ids.size()) + " tokens but the context holds " +
+         std::to_string(n_ctx) + " positions (-c " + std::to_string(n_ctx) + ")");
 
   // Weights and state.
   const int threads = o.threads > 0 ? o.threads : br::physical_cores();
@@ -473,13 +324,9 @@ int run(const br::options& o) {
   lo.tuning_batch = o.n_batch;
   lo.default_luts = !o.no_lut;
   lo.keep_t2 = o.precise;  // the double forward pass reads the t2 codes
-  const br::model m = br::model::load(std::move(file), lo, pool);
-  if (!m.tuning_warning().empty()) std::fprintf(stderr, "bitnet-generate: warning: %s\n", m.tuning_warning().c_str());
-  if (static_cast<std::int64_t>(tk.n_vocab()) != m.cfg().n_vocab)
-    fail(o.model + ": the vocabulary has " + std::to_string(tk.n_vocab()) + " tokens but token_embd.weight has " +
-         std::to_string(m.cfg().n_vocab) + " rows");
-  if (m.has_output_weight())
-    std::fprintf(stderr, "bitnet-generate: note: output.weight is ignored; the head is token_embd (as bitnet.cpp)\n");
+  const br::model m = br::model::load(std::move(mf), lo, pool);
+  for (const auto& w : m.info().warnings) std::fprintf(stderr, "bitnet-generate: warning: %s\n", w.c_str());
+  for (const auto& n : m.info().notes) std::fprintf(stderr, "bitnet-generate: note: %s\n", n.c_str());
   br::session sess(m, pool, n_ctx, o.n_batch, o.kv_type == "f16" ? br::kv_type::f16 : br::kv_type::f32);
 
   br::sampler_params sp;
@@ -494,7 +341,8 @@ int run(const br::options& o) {
 
   std::optional<br::precise_session> precise;
   if (o.precise) precise.emplace(m, pool, n_ctx);
-  runner r{o, m, sess, tk, smp, {}, precise ? &*precise : nullptr};
+  runner r{o, m, sess, precise ? static_cast<br::evaluator&>(*precise) : sess, m.require_tokenizer(), smp, {},
+           precise.has_value()};
   r.st.load_ms = ms_since(t_load);
 
   if (o.chat) {
@@ -502,24 +350,24 @@ int run(const br::options& o) {
     print_summary(r, threads, sp.seed, "chat ended");
     return rc;
   }
-  const completion c = complete(r, prompt_ids);
-  if (o.json) print_json(r, prompt_ids, c, threads, sp.seed);
-  print_summary(r, threads, sp.seed, stop_name(c.why));
+  const br::generation g = complete(r, prompt_ids);
+  if (o.json) print_json(r, prompt_ids, g, threads, sp.seed);
+  print_summary(r, threads, sp.seed, br::stop_reason_name(g.stop));
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  br::options o;
+  gen::options o;
   try {
-    o = br::parse_args(argc, argv);
-  } catch (const br::usage_error& e) {
+    o = gen::parse_args(argc, argv);
+  } catch (const gen::usage_error& e) {
     std::fprintf(stderr, "bitnet-generate: error: %s (see --help)\n", e.msg.c_str());
     return 2;
   }
   if (o.help) {
-    std::fputs(br::help_text().c_str(), stdout);
+    std::fputs(gen::help_text().c_str(), stdout);
     return 0;
   }
   try {

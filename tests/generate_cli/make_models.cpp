@@ -5,7 +5,7 @@
 // DIR/tiny.gguf        a valid bitnet-b1.58 model (2 layers, d 256, GQA 8/2, I2_S, F16 head)
 //                      with a 300-token SentencePiece vocabulary (byte fallback: any text works)
 // DIR/truncated.gguf   tiny.gguf cut in the middle of its tensor data
-// DIR/llama.gguf       tiny.gguf with general.architecture = llama
+// DIR/gpt2.gguf        tiny.gguf with general.architecture = gpt2 (not an architecture the runner runs)
 // DIR/tl2.gguf         tiny.gguf with blk.0.attn_q.weight as TL2 (unsupported ternary layout)
 // DIR/invalid_utf8.txt a prompt file with an invalid UTF-8 byte
 #include <cstdio>      // std::fprintf
@@ -32,8 +32,8 @@ int main(int argc, char** argv) try {
   const std::vector<std::uint8_t> tiny = m.bytes();
   save("tiny.gguf", tiny);
   save("truncated.gguf", std::vector<std::uint8_t>(tiny.begin(), tiny.begin() + static_cast<std::ptrdiff_t>(tiny.size() / 2)));
-  m.writer.set_string("general.architecture", "llama");
-  save("llama.gguf", m.bytes());
+  m.writer.set_string("general.architecture", "gpt2");
+  save("gpt2.gguf", m.bytes());
 
   // TL2 in place of one projection: same name and logical shape, the fork's TL2 byte size.
   const auto f = bitnet::gguf::file::from_memory(tiny, "tiny.gguf");

@@ -1,4 +1,4 @@
-// bitnet-generate/thread_pool.hpp - the runner's fork-join pool (the library owns no threads).
+// bitnet/runner/thread_pool.hpp - the runner's fork-join pool (the kernel library owns no threads).
 //
 // Contract
 // * thread_pool(n) starts n-1 persistent workers; the calling thread is thread 0, so a

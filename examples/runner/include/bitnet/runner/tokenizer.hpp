@@ -1,4 +1,4 @@
-// bitnet-generate/tokenizer.hpp - the runner's tokenizers, built from GGUF tokenizer metadata.
+// bitnet/runner/tokenizer.hpp - the runner's tokenizers, built from GGUF tokenizer metadata.
 //
 // Contract
 // * Two vocabulary kinds, chosen by vocab_data::model (GGUF `tokenizer.ggml.model`):
@@ -46,7 +46,7 @@
 #include <utility>        // std::move
 #include <vector>         // everything else
 
-#include "unicode_data.hpp"  // code point classes for the BPE pre-tokenizers
+#include "bitnet/runner/unicode_data.hpp"  // code point classes for the BPE pre-tokenizers
 
 #if __has_include(<bitnet/gguf.hpp>)
 #include <bitnet/gguf.hpp>  // bitnet::gguf::file for vocab_from_gguf
@@ -73,6 +73,7 @@ struct vocab_data {
   std::vector<std::string> merges;  // "left right", split at the first space after position 0
   std::int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
   bool add_bos = true, add_eos = false, add_space_prefix = true;
+  std::vector<std::string> warnings;  // what vocab_from_gguf ignored, for the host to show
 };
 
 namespace detail {
@@ -876,7 +877,8 @@ class stream_decoder {
 // Reads the tokenizer.ggml.* metadata. Defaults follow llama.cpp's llm_load_vocab: SentencePiece
 // BOS 1, EOS 2, unknown 0, add_bos and add_space_prefix true; BPE add_space_prefix false and
 // add_bos true only for the Llama-3 pre-tokenizers, but BOS/EOS -1 rather than llama.cpp's 11.
-// Ids outside the vocabulary are ignored (the default stays). Without tokenizer.ggml.eot_token_id
+// A BOS, EOS, EOT or unknown id outside the vocabulary is a gguf::error naming the key; a padding
+// id outside it is dropped with a note in vocab_data::warnings. Without tokenizer.ggml.eot_token_id
 // the EOT token is found by name (<|eot_id|>, <|im_end|>, <|end|>, <end_of_turn>, <|endoftext|>).
 // A BPE file without tokenizer.ggml.pre whose vocabulary has <|begin_of_text|> (the early 2B4T
 // upload) gets pre = "llama-bpe": it then tokenizes as the model was trained (HF tokenizer),
@@ -911,17 +913,28 @@ inline vocab_data vocab_from_gguf(const bitnet::gguf::file& f) {
     return found;
   };
   if (!spm && v.pre.empty() && find("<|begin_of_text|>") >= 0) v.pre = "llama-bpe";
-  const auto id = [&](const char* key, std::int32_t dflt) -> std::int32_t {
+  // An id the file gives must name a token: BOS, EOS, EOT and unknown outside the vocabulary
+  // are errors naming the key; a padding id outside it is ignored with a warning (nothing
+  // here uses padding).
+  const auto id = [&](const char* key, std::int32_t dflt, bool required_in_range) -> std::int32_t {
     if (dflt >= 0 && static_cast<std::size_t>(dflt) >= n) dflt = -1;
     if (!f.has(key)) return dflt;
     const auto x = static_cast<std::uint64_t>(f.get_uint(key));
-    return x < n ? static_cast<std::int32_t>(x) : dflt;
+    if (x < n) return static_cast<std::int32_t>(x);
+    const std::string what = detail::cat(key, " is ", std::to_string(x), ", outside the vocabulary of ", std::to_string(n),
+                                         " tokens (tokenizer.ggml.tokens)");
+    if (required_in_range) {
+      const auto* kv = f.find(key);
+      throw bitnet::gguf::error(f.path(), kv ? std::optional<std::uint64_t>(kv->offset) : std::nullopt, what);
+    }
+    v.warnings.push_back(what + "; ignored");
+    return -1;
   };
-  v.bos = id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
-  v.eos = id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
-  v.unk = id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
-  v.pad = id("tokenizer.ggml.padding_token_id", -1);
-  v.eot = id("tokenizer.ggml.eot_token_id", -1);
+  v.bos = id("tokenizer.ggml.bos_token_id", spm ? 1 : -1, true);
+  v.eos = id("tokenizer.ggml.eos_token_id", spm ? 2 : -1, true);
+  v.unk = id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1, true);
+  v.pad = id("tokenizer.ggml.padding_token_id", -1, false);
+  v.eot = id("tokenizer.ggml.eot_token_id", -1, true);
   for (const char* name : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"}) {
     if (v.eot >= 0) break;
     v.eot = find(name);

@@ -1,4 +1,4 @@
-// bitnet-generate/precise.hpp - a verification forward pass: every non-integer quantity in double.
+// bitnet/runner/precise.hpp - a verification forward pass: every non-integer quantity in double.
 //
 // precise_session runs the same graph as session (model.hpp) on the same loaded model - the
 // repacked ternary weights, the norm gains, the token_embd mapping; nothing is copied - but
@@ -14,9 +14,10 @@
 //     (kernel_set::gemv.dot, on the model's repacked matrices), then y = (double)dot / s * s_w,
 //     times the optional per-tensor `.scale`, plus the optional bias. A matrix whose TQ blocks
 //     have different scales sums each 256-block separately (scalar loop over the codes);
-//   * RoPE (angles p / base^(2i/n_rot), divided by rope_freqs if present), attention scores,
-//     softmax (exp(s - max), o += (e / sum) * v), the KV cache, SiLU / ReLU², the residual
-//     stream and the head (sum over d of h * token_embd row, in double).
+//   * RoPE (angles p / base^(2i/n_rot), divided by rope_freqs if present; NeoX or normal pairs
+//     as the architecture says), attention scores, softmax (exp(s - max), o += (e / sum) * v),
+//     the KV cache, SiLU / ReLU², the residual stream and the head (sum over d of h * head row,
+//     in double).
 // The only rounding left is double's, about 1e-16 relative: an int8 rounding boundary is
 // crossed only where the exact value is within ~1e-14 of it, so a float64 reference of the
 // same model (same constants) gives the same integers, logits equal to ~1e-12 relative, and
@@ -24,8 +25,8 @@
 //
 // Slow and simple by design (one token at a time, no batching; rows of the products and of
 // the head are split over the pool's threads, no reduction crosses threads, so results do not
-// depend on the thread count). Supports the three BitNet arches with per-token activations;
-// per-block (Q8_K) activations are refused with an error.
+// depend on the thread count). Supports every architecture of config.hpp with per-token
+// activations; per-block (Q8_K) activations are refused with an error.
 #pragma once
 
 #include <algorithm>  // std::max, std::min, std::clamp
@@ -37,11 +38,11 @@
 #include <string>     // messages
 #include <vector>     // state
 
-#include "model.hpp"
+#include "bitnet/runner/session.hpp"  // the model, evaluator, context_full
 
 namespace bitnet::run {
 
-class precise_session {
+class precise_session : public evaluator {
  public:
   precise_session(const model& m, thread_pool& pool, std::int64_t n_ctx) : m_(&m), pool_(&pool), n_ctx_(n_ctx) {
     const config& c = m.cfg();
@@ -51,23 +52,23 @@ class precise_session {
           "--precise supports per-token activations only (the int8 quantization of bitnet.cpp); drop --act per-block");
     for (const block_weights& B : m.blocks())
       for (const linear* L : {&B.q, &B.k, &B.v, &B.o, &B.gate, &B.up, &B.down})
-        if (L->w.packed_bytes() == 0)
+        if (!L->w.t2())
           throw std::invalid_argument("precise session: the model holds LUT copies in place of the t2 codes it reads; "
                                       "load it with load_options::keep_t2");
     const auto sz = [](std::int64_t n) { return static_cast<std::size_t>(n); };
-    const std::int64_t d = c.n_embd, dkv = c.n_embd_kv(), ff = c.n_ff, K = std::max(d, ff);
+    const std::int64_t d = c.n_embd, qd = c.q_dim(), dkv = c.n_embd_kv(), ff = c.n_ff, K = std::max({d, qd, ff});
     x_.resize(sz(d));
     h_.resize(sz(K));
-    q_.resize(sz(d));
+    q_.resize(sz(qd));
     k_.resize(sz(dkv));
     v_.resize(sz(dkv));
-    att_.resize(sz(d));
+    att_.resize(sz(qd));
     tmp_.resize(sz(d));
     g_.resize(sz(ff));
     u_.resize(sz(ff));
     qf_.resize(sz(K));
     qi_.resize(sz(K));
-    dot_.resize(sz(std::max(d, ff)));
+    dot_.resize(sz(K));
     kc_.resize(sz(c.n_layer * n_ctx_ * dkv));
     vc_.resize(sz(c.n_layer * n_ctx_ * dkv));
     logits_.resize(sz(c.n_vocab));
@@ -81,15 +82,15 @@ class precise_session {
     }
   }
 
-  std::int64_t n_ctx() const noexcept { return n_ctx_; }
-  std::int64_t pos() const noexcept { return pos_; }
+  std::int64_t n_ctx() const noexcept override { return n_ctx_; }
+  std::int64_t pos() const noexcept override { return pos_; }
   void reset() noexcept { pos_ = 0; }
 
   // Evaluates `tokens` one by one at positions pos() .. and returns the last token's logits,
   // rounded to float (logits_double() has them unrounded). Errors as session::eval.
-  std::span<const float> eval(std::span<const std::int32_t> tokens) {
+  std::span<const float> eval(std::span<const std::int32_t> tokens) override {
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
-    detail::check_eval(tokens, m_->cfg().n_vocab, pos_, n_ctx_);
+    check(tokens);
     for (std::int64_t i = 0; i < n; ++i) step(tokens[static_cast<std::size_t>(i)], i + 1 == n);
     for (std::size_t v = 0; v < logits_.size(); ++v) logits_f_[v] = static_cast<float>(logits_[v]);
     return {logits_f_.data(), logits_f_.size()};
@@ -100,6 +101,19 @@ class precise_session {
 
  private:
   static constexpr std::int64_t kRowGrain = 16;
+
+  // The checks session::eval makes: tokens, ids inside the vocabulary, room in the context.
+  void check(std::span<const std::int32_t> tokens) const {
+    const std::int64_t n = static_cast<std::int64_t>(tokens.size()), V = m_->cfg().n_vocab;
+    if (n == 0) throw std::invalid_argument("eval: no tokens");
+    for (const std::int32_t id : tokens)
+      if (id < 0 || id >= V)
+        throw std::out_of_range("eval: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                std::to_string(V) + " tokens");
+    if (pos_ + n > n_ctx_)
+      throw context_full("context full: " + std::to_string(n) + " more token" + (n == 1 ? "" : "s") + " at position " +
+                         std::to_string(pos_) + " would pass the context size of " + std::to_string(n_ctx_) + " (-c)");
+  }
 
   static void rms_norm(const double* x, const float* g, double* y, std::int64_t n, double eps) noexcept {
     double ss = 0.0;
@@ -131,7 +145,7 @@ class precise_session {
 
   // y = W·q / s (double epilogue) for the activations in xq_.
   void matvec(const linear& L, double s, double* y) {
-    const ternary_matrix& W = L.w;
+    const ternary_matrix& W = *L.w.t2();
     const kernel_set& ks = m_->kernels();
     const std::int32_t corr = xq_.sum(0) - qsum_;  // the kernel subtracts xq_.sum(0), codes are w + 1
     const double sw = static_cast<double>(W.scale), ts = L.has_scale ? static_cast<double>(L.scale) : 1.0;
@@ -163,12 +177,14 @@ class precise_session {
 
   void rope(double* v, std::int64_t p) const noexcept {
     const std::int64_t half = m_->cfg().n_rot / 2;
+    const bool neox = m_->cfg().rope == rope_style::neox;
     for (std::int64_t i = 0; i < half; ++i) {
       const double th = static_cast<double>(p) / inv_freq_[static_cast<std::size_t>(i)];
       const double co = std::cos(th), si = std::sin(th);
-      const double a = v[i], b = v[i + half];
-      v[i] = a * co - b * si;
-      v[i + half] = a * si + b * co;
+      const std::int64_t ia = neox ? i : 2 * i, ib = neox ? i + half : 2 * i + 1;
+      const double a = v[ia], b = v[ib];
+      v[ia] = a * co - b * si;
+      v[ib] = a * si + b * co;
     }
   }
 
@@ -208,7 +224,7 @@ class precise_session {
   void step(std::int32_t tok, bool want_logits) {
     const model& m = *m_;
     const config& c = m.cfg();
-    const std::int64_t d = c.n_embd, ff = c.n_ff, p = pos_;
+    const std::int64_t d = c.n_embd, qd = c.q_dim(), ff = c.n_ff, p = pos_;
     const double eps = static_cast<double>(c.norm_eps);
     const dense_view& E = m.token_embd();
     {
@@ -228,8 +244,8 @@ class precise_session {
       std::copy(k_.begin(), k_.end(), cache_at(kc_, l, p));
       std::copy(v_.begin(), v_.end(), cache_at(vc_, l, p));
       attention(l, p);
-      rms_norm(att_.data(), B.attn_sub_norm, att_.data(), d, eps);
-      s = quantize(att_.data(), d);
+      if (B.attn_sub_norm) rms_norm(att_.data(), B.attn_sub_norm, att_.data(), qd, eps);
+      s = quantize(att_.data(), qd);
       matvec(B.o, s, tmp_.data());
       for (std::int64_t i = 0; i < d; ++i) x_[static_cast<std::size_t>(i)] += tmp_[static_cast<std::size_t>(i)];
       rms_norm(x_.data(), B.ffn_norm, h_.data(), d, eps);
@@ -247,7 +263,7 @@ class precise_session {
         }
         g_[static_cast<std::size_t>(i)] = a * u_[static_cast<std::size_t>(i)];
       }
-      rms_norm(g_.data(), B.ffn_sub_norm, g_.data(), ff, eps);
+      if (B.ffn_sub_norm) rms_norm(g_.data(), B.ffn_sub_norm, g_.data(), ff, eps);
       s = quantize(g_.data(), ff);
       matvec(B.down, s, tmp_.data());
       for (std::int64_t i = 0; i < d; ++i) x_[static_cast<std::size_t>(i)] += tmp_[static_cast<std::size_t>(i)];
@@ -255,10 +271,11 @@ class precise_session {
     ++pos_;
     if (!want_logits) return;
     rms_norm(x_.data(), m.output_norm(), h_.data(), d, static_cast<double>(c.output_norm_eps));
+    const dense_view& H = m.head();
     pool_->parallel_for(c.n_vocab, 64, [&](std::int64_t b, std::int64_t e) {
       std::vector<float> row(static_cast<std::size_t>(d));
       for (std::int64_t v = b; v < e; ++v) {
-        dequantize_row(E.type, E.data + static_cast<std::size_t>(v) * E.row_bytes, row.data(), d);
+        dequantize_row(H.type, H.data + static_cast<std::size_t>(v) * H.row_bytes, row.data(), d);
         double a = 0.0;
         for (std::int64_t i = 0; i < d; ++i) a += h_[static_cast<std::size_t>(i)] * static_cast<double>(row[static_cast<std::size_t>(i)]);
         logits_[static_cast<std::size_t>(v)] = a;

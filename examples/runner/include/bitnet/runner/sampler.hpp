@@ -1,4 +1,4 @@
-// bitnet-generate/sampler.hpp - next-token sampling with llama.cpp's semantics and order.
+// bitnet/runner/sampler.hpp - next-token sampling with llama.cpp's semantics and order.
 //
 // Chain, applied to the logits of one position:
 //   1. repetition penalty over the distinct tokens among the last repeat_last_n accepted ids:

@@ -1,32 +1,27 @@
-// bitnet-generate/cli.hpp - the command line: options with their defaults, parsing, --help.
+// bitnet-generate/options.hpp - bitnet-generate's command line: options, defaults, --help.
 //
 // parse_args() never exits: it returns the options or throws usage_error with a one-line
 // message; main() prints it and exits with status 2. Every flag, its argument and its default
-// appear in help_text(), which is generated from the same table the parser uses.
-// The table machinery (namespace cli: flag<Options>, parse_flags, options_help and the number
-// parsers) is generic, so the tools (bitnet-perplexity) build their command lines from it too.
+// appear in help_text(), generated from the table the parser uses (bitnet/runner/cli.hpp).
 #pragma once
 
-#include <cerrno>       // errno for strtoll / strtod
-#include <cmath>        // std::isfinite
-#include <cstdint>      // fixed-width integers
-#include <cstdio>       // std::snprintf for ranges in messages
-#include <cstdlib>      // std::strtoll, std::strtoull, std::strtod
-#include <string>       // option values
-#include <string_view>  // flag names
-#include <vector>       // the flag table
+#include <cstdint>  // fixed-width integers
+#include <string>   // option values
+#include <vector>   // the flag table
 
-namespace bitnet::run {
+#include <bitnet/runner/cli.hpp>
 
-struct usage_error {
-  std::string msg;
-};
+namespace bitnet::gen {
+
+using run::usage_error;
+namespace cli = run::cli;
 
 struct options {
   std::string model;                 // -m
   std::string prompt;                // -p
   std::string prompt_file;           // -f
   bool prompt_given = false;
+  std::string prompt_ids;            // --prompt-ids: token ids instead of text
   std::int64_t n_predict = 256;      // -n; -1 = until end of generation or a full context
   std::int64_t n_ctx = -1;           // -c; -1 = min(2048, the model's context_length), 0 = the model's
   std::int64_t n_batch = 64;         // -b
@@ -54,106 +49,6 @@ struct options {
   bool help = false;
 };
 
-namespace cli {
-
-inline std::int64_t parse_int(std::string_view flag, const std::string& v, std::int64_t lo, std::int64_t hi) {
-  errno = 0;
-  char* end = nullptr;
-  const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
-    throw usage_error{std::string(flag) + ": expected an integer in [" + std::to_string(lo) + ", " +
-                      std::to_string(hi) + "], got '" + v + "'"};
-  return x;
-}
-
-inline float parse_float(std::string_view flag, const std::string& v, double lo, double hi) {
-  errno = 0;
-  char* end = nullptr;
-  const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x) || x < lo || x > hi) {
-    char range[64];
-    std::snprintf(range, sizeof range, "[%g, %g]", lo, hi);
-    throw usage_error{std::string(flag) + ": expected a number in " + range + ", got '" + v + "'"};
-  }
-  return static_cast<float>(x);
-}
-
-inline std::uint64_t parse_u64(std::string_view flag, const std::string& v) {
-  errno = 0;
-  char* end = nullptr;
-  const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
-  if (v.empty() || v[0] == '-' || *end != '\0' || errno == ERANGE)
-    throw usage_error{std::string(flag) + ": expected a non-negative integer, got '" + v + "'"};
-  return x;
-}
-
-// One row of a flag table: names ("-m, --model"), argument ("PATH", or "" for a switch),
-// help text (with the default), and how the value is stored into the options O.
-template <class O> struct flag {
-  const char* names;
-  const char* arg;
-  const char* help;
-  void (*apply)(O&, std::string_view name, const std::string& value);
-};
-
-inline bool matches(const char* names, std::string_view a) {
-  std::string_view n(names);
-  while (!n.empty()) {
-    const auto comma = n.find(", ");
-    if (n.substr(0, comma) == a) return true;
-    if (comma == std::string_view::npos) break;
-    n.remove_prefix(comma + 2);
-  }
-  return false;
-}
-
-// The "options:" lines of a --help text: names and argument in a 26-column left side.
-template <class O> std::string options_help(const std::vector<flag<O>>& flags) {
-  std::string s;
-  for (const auto& f : flags) {
-    std::string left = "  ";
-    left.append(f.names);
-    if (f.arg[0]) left.append(" ").append(f.arg);
-    if (left.size() < 26)
-      left.append(26 - left.size(), ' ');
-    else
-      left.append("\n").append(26, ' ');
-    s.append(left).append(f.help).append("\n");
-  }
-  return s;
-}
-
-// Applies argv[1..argc) to o through the table: "--flag value", "--flag=value", "-f value";
-// unknown flags, missing values and values given to switches are usage_errors.
-template <class O> void parse_flags(int argc, const char* const* argv, const std::vector<flag<O>>& flags, O& o) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (a.rfind("--", 0) == 0) {
-      if (const auto eq = a.find('='); eq != std::string::npos) {
-        value = a.substr(eq + 1);
-        a.resize(eq);
-        has_value = true;
-      }
-    }
-    const flag<O>* f = nullptr;
-    for (const auto& x : flags)
-      if (matches(x.names, a)) f = &x;
-    if (!f) throw usage_error{"unknown flag '" + a + "'"};
-    if (f->arg[0]) {
-      if (!has_value) {
-        if (i + 1 >= argc) throw usage_error{a + " needs a value (" + f->arg + ")"};
-        value = argv[++i];
-      }
-    } else if (has_value) {
-      throw usage_error{a + " takes no value"};
-    }
-    f->apply(o, a, value);
-  }
-}
-
-}  // namespace cli
 
 namespace detail {
 
@@ -173,6 +68,10 @@ inline const std::vector<flag>& flags() {
        }},
       {"-f, --file", "PATH", "read the prompt from a file (default: none)",
        [](options& o, std::string_view, const std::string& v) { o.prompt_file = v; }},
+      {"--prompt-ids", "IDS",
+       "the prompt as token ids (\"1,417,311\", \"1 417 311\" or \"[1, 417]\"), used as given: no BOS is added, "
+       "so a sequence from another implementation replays exactly (default: none)",
+       [](options& o, std::string_view, const std::string& v) { o.prompt_ids = v; }},
       {"-n, --n-predict", "N", "tokens to generate; -1 = until end of generation or a full context (default: 256)",
        [](options& o, std::string_view n, const std::string& v) { o.n_predict = parse_int(n, v, -1, INT32_MAX); }},
       {"-c, --ctx-size", "N",
@@ -250,9 +149,9 @@ inline std::string help_text() {
   std::string s =
       "usage: bitnet-generate -m MODEL.gguf [-p PROMPT] [options]\n"
       "\n"
-      "Runs a BitNet b1.58 GGUF model (architectures bitnet, bitnet-b1.58, bitnet-25; ternary\n"
-      "weights I2_S, TQ2_0 or TQ1_0) on the CPU and streams the generated text to stdout; a\n"
-      "summary (load time, prefill and decode tokens/s, kernels, threads) goes to stderr.\n"
+      "Runs a ternary GGUF model (architectures bitnet, bitnet-b1.58, bitnet-25 and llama; projections\n"
+      "in I2_S, TQ2_0, TQ1_0, or F32/F16/BF16 ternarized at load) on the CPU and streams the generated\n"
+      "text to stdout; a summary (load time, prefill and decode tokens/s, kernels, threads) goes to stderr.\n"
       "\n"
       "options:\n";
   s += cli::options_help(detail::flags());
@@ -269,6 +168,9 @@ inline options parse_args(int argc, const char* const* argv) {
   if (o.help || o.list_kernels) return o;
   if (o.model.empty()) throw usage_error{"no model given (-m MODEL.gguf)"};
   if (o.prompt_given && !o.prompt_file.empty()) throw usage_error{"-p and -f cannot be combined"};
+  if (!o.prompt_ids.empty() && (o.prompt_given || !o.prompt_file.empty()))
+    throw usage_error{"--prompt-ids cannot be combined with -p or -f"};
+  if (!o.prompt_ids.empty() && o.chat) throw usage_error{"--prompt-ids and --chat cannot be combined"};
   if (o.chat && o.json) throw usage_error{"--chat and --json cannot be combined"};
   if (!o.system.empty() && !o.chat) throw usage_error{"--system needs --chat"};
   if (o.precise && o.chat) throw usage_error{"--precise and --chat cannot be combined"};
@@ -276,4 +178,4 @@ inline options parse_args(int argc, const char* const* argv) {
   return o;
 }
 
-}  // namespace bitnet::run
+}  // namespace bitnet::gen
