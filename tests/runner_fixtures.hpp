@@ -48,8 +48,9 @@ struct named_spec {
   synth_spec spec;
 };
 
-// Per-token cases covering all three arches, all three ternary types, per-block TQ scales,
-// .scale tensors and biases, and padded K (384, 640).
+// Per-token cases covering all four arches, all three ternary types, per-block TQ scales,
+// .scale tensors and biases, padded K (384, 640), llama's head size from key_length and its
+// untied output.weight.
 inline std::vector<named_spec> per_token_model_specs() {
   std::vector<named_spec> c;
   synth_spec s;
@@ -86,6 +87,36 @@ inline std::vector<named_spec> per_token_model_specs() {
   s.n_vocab = 333;
   s.seed = 4;
   c.push_back({"bitnet_gqa_i2s_padded", s});
+  // llama (no sub-norms, normal RoPE, SiLU): GQA 4/2 with heads of 96 (q width 384 != n_embd
+  // 256, attention.key_length), I2_S, an untied F16 output.weight.
+  s = {};
+  s.arch = "llama";
+  s.n_head = 4;
+  s.n_head_kv = 2;
+  s.head_dim = 96;
+  s.untied_head = true;
+  s.rope_base = 1000042.0f;
+  s.seed = 7;
+  c.push_back({"llama_gqa_i2s_hd96_untied", s});
+  // llama, TQ2_0 with per-block scales, MHA, tied head (no output.weight), F32 embeddings.
+  s = {};
+  s.arch = "llama";
+  s.n_head = s.n_head_kv = 4;
+  s.wtype = tensor_type::tq2_0;
+  s.per_block_scales = true;
+  s.head_type = tensor_type::f32;
+  s.seed = 8;
+  c.push_back({"llama_mha_tq2_perblock_tied", s});
+  // llama, TQ1_0, GQA 8/2, untied F32 head, biases.
+  s = {};
+  s.arch = "llama";
+  s.wtype = tensor_type::tq1_0;
+  s.untied_head = true;
+  s.head_type = tensor_type::f32;
+  s.biases = true;
+  s.rope_base = 500000.0f;
+  s.seed = 9;
+  c.push_back({"llama_gqa_tq1_untied_biases", s});
   return c;
 }
 

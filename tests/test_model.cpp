@@ -145,12 +145,14 @@ vec rms_norm(const vec& x, const std::vector<float>& g, double eps) {
   return y;
 }
 
-// NeoX RoPE: element i pairs with i + hd/2; theta_i = p * base^(-2i/hd).
-void rope(vec& v, std::int64_t n_heads, std::int64_t hd, std::int64_t p, double base) {
+// RoPE, theta_i = p * base^(-2i/hd). NeoX (the bitnet archs): element i pairs with i + hd/2;
+// normal (llama): element 2i pairs with 2i + 1.
+void rope(vec& v, std::int64_t n_heads, std::int64_t hd, std::int64_t p, double base, bool neox) {
   for (std::int64_t h = 0; h < n_heads; ++h)
     for (std::int64_t i = 0; i < hd / 2; ++i) {
       const double th = static_cast<double>(p) * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
-      const auto a_i = static_cast<std::size_t>(h * hd + i), b_i = static_cast<std::size_t>(h * hd + i + hd / 2);
+      const auto a_i = static_cast<std::size_t>(neox ? h * hd + i : h * hd + 2 * i);
+      const auto b_i = static_cast<std::size_t>(neox ? h * hd + i + hd / 2 : h * hd + 2 * i + 1);
       const double a = v[a_i], b = v[b_i];
       v[a_i] = a * std::cos(th) - b * std::sin(th);
       v[b_i] = a * std::sin(th) + b * std::cos(th);
@@ -162,7 +164,8 @@ void rope(vec& v, std::int64_t n_heads, std::int64_t hd, std::int64_t p, double 
 std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::int32_t>& tokens, act_quant mode,
                                    bool kv_f16 = false) {
   const synth_spec& s = M.spec;
-  const std::int64_t d = s.n_embd, H = s.n_head, Hkv = s.n_head_kv, hd = d / H, group = H / Hkv;
+  const bool llama = s.arch == "llama", silu = s.arch == "bitnet" || llama;
+  const std::int64_t d = s.n_embd, H = s.n_head, Hkv = s.n_head_kv, hd = s.head_dim ? s.head_dim : d / H, group = H / Hkv;
   const double eps = s.eps;
   std::vector<std::vector<vec>> kc(static_cast<std::size_t>(s.n_layer)), vc(kc.size());
   std::vector<vec> out;
@@ -173,14 +176,14 @@ std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::
       const auto& L = M.layers[l];
       vec h = rms_norm(x, L.attn_norm, eps);
       vec q = linear(L.q, h, mode), k = linear(L.k, h, mode), v = linear(L.v, h, mode);
-      rope(q, H, hd, static_cast<std::int64_t>(p), s.rope_base);
-      rope(k, Hkv, hd, static_cast<std::int64_t>(p), s.rope_base);
+      rope(q, H, hd, static_cast<std::int64_t>(p), s.rope_base, !llama);
+      rope(k, Hkv, hd, static_cast<std::int64_t>(p), s.rope_base, !llama);
       if (kv_f16)
         for (vec* kv : {&k, &v})
           for (double& e : *kv) e = bitnet::fp16_to_f32(bitnet::f32_to_fp16(static_cast<float>(e)));
       kc[l].push_back(k);
       vc[l].push_back(v);
-      vec att(static_cast<std::size_t>(d), 0.0);
+      vec att(static_cast<std::size_t>(H * hd), 0.0);
       for (std::int64_t head = 0; head < H; ++head) {
         const std::int64_t kvh = head / group;  // consecutive query heads share a KV head
         vec sc(p + 1);
@@ -198,17 +201,17 @@ std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::
           for (std::int64_t i = 0; i < hd; ++i)
             att[static_cast<std::size_t>(head * hd + i)] += sc[j] / sum * vc[l][j][static_cast<std::size_t>(kvh * hd + i)];
       }
-      att = rms_norm(att, L.attn_sub_norm, eps);
+      if (!llama) att = rms_norm(att, L.attn_sub_norm, eps);  // llama has no sub-norms
       const vec o = linear(L.o, att, mode);
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += o[i];
       h = rms_norm(x, L.ffn_norm, eps);
       const vec g = linear(L.gate, h, mode), u = linear(L.up, h, mode);
       vec a(g.size());
       for (std::size_t i = 0; i < g.size(); ++i) {
-        const double act = s.arch == "bitnet" ? g[i] / (1.0 + std::exp(-g[i])) : std::max(g[i], 0.0) * std::max(g[i], 0.0);
+        const double act = silu ? g[i] / (1.0 + std::exp(-g[i])) : std::max(g[i], 0.0) * std::max(g[i], 0.0);
         a[i] = act * u[i];
       }
-      a = rms_norm(a, L.ffn_sub_norm, eps);
+      if (!llama) a = rms_norm(a, L.ffn_sub_norm, eps);
       const vec dn = linear(L.down, a, mode);
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += dn[i];
     }
@@ -216,10 +219,12 @@ std::vector<vec> reference_forward(const synth_model& M, const std::vector<std::
     // The head's input as its weight type defines it (spec 4.1): F16 weights see x in fp16.
     if (s.head_type == tensor_type::f16)
       for (double& e : xn) e = bitnet::fp16_to_f32(bitnet::f32_to_fp16(static_cast<float>(e)));
+    // The head: an untied output.weight (llama) or the embedding table.
+    const std::vector<float>& head = M.output.empty() ? M.embd : M.output;
     vec logits(static_cast<std::size_t>(s.n_vocab));
     for (std::int64_t t = 0; t < s.n_vocab; ++t) {
       double acc = 0.0;
-      for (std::int64_t i = 0; i < d; ++i) acc += M.embd[static_cast<std::size_t>(t * d + i)] * xn[static_cast<std::size_t>(i)];
+      for (std::int64_t i = 0; i < d; ++i) acc += head[static_cast<std::size_t>(t * d + i)] * xn[static_cast<std::size_t>(i)];
       logits[static_cast<std::size_t>(t)] = acc;
     }
     out.push_back(std::move(logits));
@@ -264,6 +269,21 @@ std::vector<case_t> cases() {
   s = {};
   s.seed = 6;
   c.push_back({"b158_gqa_i2s_kv_f16", s, act_quant::per_token, bitnet::run::kv_type::f16});
+  // Float projections: F16 values that are ternary x scale (loaded losslessly), and BF16
+  // full-precision weights (ternarized at load by the absmean rule; the reference uses the
+  // builder's own ternarization of the same values).
+  s = {};
+  s.wtype = tensor_type::f16;
+  s.seed = 10;
+  c.push_back({"b158_f16_ternary_x_scale", s});
+  s = {};
+  s.arch = "llama";
+  s.wtype = tensor_type::bf16;
+  s.latent_type = tensor_type::bf16;
+  s.latent = true;
+  s.untied_head = true;
+  s.seed = 11;
+  c.push_back({"llama_bf16_latent_absmean", s});
   return c;
 }
 
@@ -422,6 +442,69 @@ TEST_P(ModelCase, LutLayoutGivesTheT2Logits) {
     ASSERT_EQ(got.size(), want.size());
     EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)))
         << tc.name << ", " << pair.gemv.name;
+  }
+}
+
+// Logits of a model file, prefill then decode, through the runner's default kernels.
+std::vector<float> logits_of(const std::vector<std::uint8_t>& bytes, const std::vector<std::int32_t>& toks,
+                             std::vector<std::string>* notes = nullptr) {
+  thread_pool pool(2);
+  const model m = model::load(bitnet::gguf::file::from_memory(bytes, "m.gguf"), {}, pool);
+  if (notes) *notes = m.info().notes;
+  session s(m, pool, 16, 4);
+  const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), 5), true);
+  std::vector<float> v(pre.begin(), pre.end());
+  for (std::size_t p = 5; p < toks.size(); ++p) {
+    const auto l = s.eval(std::span<const std::int32_t>(&toks[p], 1));
+    v.insert(v.end(), l.begin(), l.end());
+  }
+  return v;
+}
+
+// A float BitNet GGUF (as bitnet.cpp's converter writes before quantizing) whose values are
+// ternary x one scale holds the same model as its I2_S form: bit-identical logits, for the
+// bitnet and llama architectures and for F32 and F16 storage.
+TEST(ModelLoad, FloatTernaryTimesScaleGivesTheI2sLogits) {
+  for (const char* arch : {"bitnet-b1.58", "llama"})
+    for (const tensor_type ft : {tensor_type::f16, tensor_type::f32}) {
+      synth_spec s;
+      s.arch = arch;
+      s.seed = 21;
+      s.wtype = tensor_type::i2_s;
+      const auto toks = random_tokens(8, s.n_vocab, 22);
+      const auto want = logits_of(bitnet::test::make_model(s).bytes(), toks);
+      s.wtype = ft;
+      std::vector<std::string> notes;
+      const auto got = logits_of(bitnet::test::make_model(s).bytes(), toks, &notes);
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float))) << arch << " " << bitnet::type_name(ft);
+      ASSERT_FALSE(notes.empty());
+      EXPECT_NE(notes.back().find("14 exactly ternary x one scale (lossless), 0 by BitNet's absmean rule"),
+                std::string::npos)
+          << notes.back();
+    }
+}
+
+// Full-precision float weights are ternarized by the absmean rule: the same logits as an I2_S
+// file of the builder's own ternarization of the same values (model_builder.hpp).
+TEST(ModelLoad, LatentFloatWeightsAreTernarizedByAbsmean) {
+  for (const tensor_type ft : {tensor_type::f32, tensor_type::f16, tensor_type::bf16}) {
+    synth_spec s;
+    s.arch = "llama";
+    s.latent = true;
+    s.seed = 23;
+    s.wtype = ft;
+    s.latent_type = ft;
+    const auto toks = random_tokens(8, s.n_vocab, 24);
+    std::vector<std::string> notes;
+    const auto got = logits_of(bitnet::test::make_model(s).bytes(), toks, &notes);
+    s.wtype = tensor_type::i2_s;
+    const auto want = logits_of(bitnet::test::make_model(s).bytes(), toks);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float))) << bitnet::type_name(ft);
+    ASSERT_FALSE(notes.empty());
+    EXPECT_NE(notes.back().find("0 exactly ternary x one scale (lossless), 14 by BitNet's absmean rule"), std::string::npos)
+        << notes.back();
   }
 }
 
