@@ -45,14 +45,15 @@ namespace br = bitnet::run;
 namespace cv = bitnet::convert;
 
 constexpr const char* kHelp =
-    "usage: bitnet-bench (-m MODEL.gguf | --synth 2b4t|large|3b|8b) [options]\n"
+    "usage: bitnet-bench (-m MODEL.gguf | --synth SHAPE) [options]\n"
     "\n"
     "Times the runner's prefill (ppN) and decode (tgN) and reports tok/s, GB/s and, for decode,\n"
     "the fraction of the memory roofline (read bandwidth measured in this run / bytes per token).\n"
     "\n"
     "  -m, --model FILE      a BitNet GGUF (I2_S / TQ2_0 / TQ1_0)\n"
     "  --synth SHAPE         a synthetic model of a real shape, written once into synth-cache/\n"
-    "                        next to this binary: 2b4t, large, 3b, 8b (or tiny)\n"
+    "                        next to this binary: 2b4t, large, 3b, 8b, falcon3-1b, falcon3-3b,\n"
+    "                        llama3-8b (or tiny); bitnet-convert synth --help lists them\n"
     "  --type LIST           ternary types for --synth: i2_s,tq2_0,tq1_0 (default i2_s)\n"
     "  --head-type LIST      head types for --synth: f16,q8_0,q6_k (default q6_k)\n"
     "  -p, --n-prompt LIST   prefill tests, tokens (default 128; 0 = none)\n"
@@ -342,7 +343,8 @@ int run(int argc, char** argv) {
       o.models.push_back(val());
     } else if (a == "--synth") {
       o.synth = val();
-      if (!cv::find_synth_shape(o.synth)) throw usage_error{"--synth '" + o.synth + "': expected 2b4t, large, 3b, 8b or tiny"};
+      if (!cv::find_synth_shape(o.synth))
+        throw usage_error{"--synth '" + o.synth + "': expected one of " + cv::synth_shape_names()};
     } else if (a == "--type") {
       o.types = split_list(val());
       for (const auto& t : o.types) type_arg(a, t, false);

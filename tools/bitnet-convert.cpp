@@ -96,11 +96,17 @@ constexpr const char* kSynthHelp =
     "  3b     bitnet, 26 layers, d 3200, ff 8640, heads 32/32, vocab 32002, ctx 2048, SentencePiece\n"
     "         (ffn_down has K = 8640, not a multiple of 256: only i2_s; d 3200 rules out q6_k heads)\n"
     "  8b     Llama3-8B-1.58 dimensions (32 layers, d 4096, ff 14336, heads 32/8, vocab 128256),\n"
-    "         emitted as arch bitnet-b1.58 (the runner's graph), not llama\n"
+    "         emitted as arch bitnet-b1.58 (sub-norms, ReLU^2); llama3-8b is the llama form\n"
+    "  falcon3-1b  llama, 18 layers, d 2048, ff 8192, heads 8/4 of 256, vocab 131072, ctx 8192,\n"
+    "              rope 1000042, eps 1e-6, untied head, BPE (falcon3 pre-tokenizer)\n"
+    "  falcon3-3b  llama, 22 layers, d 3072, ff 9216, heads 12/4 of 256, vocab 131072, ctx 32768,\n"
+    "              rope 1000042, eps 1e-6, untied head, BPE (falcon3 pre-tokenizer)\n"
+    "  llama3-8b   llama, 32 layers, d 4096, ff 14336, heads 32/8 of 128, vocab 128256, ctx 8192,\n"
+    "              rope 500000, untied head, BPE (Llama-3)\n"
     "  tiny   bitnet-b1.58, 2 layers, d 256, ff 512, heads 4/2, vocab 1024, ctx 512, BPE\n"
     "\n"
     "options:\n"
-    "  --shape 2b4t|large|3b|8b|tiny   (required)\n"
+    "  --shape NAME             one of the above (required)\n"
     "  -o, --output PATH        output GGUF (required)\n"
     "  --type i2_s|tq2_0|tq1_0  ternary tensor type (default i2_s)\n"
     "  --head-type f16|f32|q8_0|q6_k   embedding/head type (default f16)\n"
@@ -326,7 +332,8 @@ int cmd_synth(args& a) {
     } else if (s == "--shape") {
       o.shape = a.value(s);
       have_shape = true;
-      if (!cv::find_synth_shape(o.shape)) throw usage_error{"--shape " + o.shape + ": expected 2b4t, large, 3b, 8b or tiny"};
+      if (!cv::find_synth_shape(o.shape))
+        throw usage_error{"--shape " + o.shape + ": expected one of " + cv::synth_shape_names()};
     } else if (s == "--type") {
       o.type = ternary_arg(s, a.value(s));
     } else if (s == "--head-type") {

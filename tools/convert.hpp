@@ -1083,9 +1083,17 @@ struct synth_shape {
   std::int64_t layers, dim, ff, heads, kv_heads, vocab, ctx;
   float rope_base;
   vocab_kind vocab_type;
-  std::string note;  // printed by the tool
+  std::string note;           // printed by the tool
+  std::int64_t head_dim = 0;  // 0: dim / heads (else written as attention.key_length / value_length)
+  float eps = 1e-5f;
+  std::string pre = "llama-bpe";  // BPE pre-tokenizer name
+  // Arch llama: no sub-norms; an untied output.weight of the head type.
 };
 
+// Real dimensions: BitNet b1.58 2B4T and 1bitLLM from spec bitnet-models.md section 5;
+// Falcon3-1B / -3B (Falcon3-*-1.58bit share them) and Llama3-8B-1.58 (Llama-3-8B) from the
+// models' config.json on Hugging Face (tiiuae/Falcon3-1B-Instruct, tiiuae/Falcon3-3B-Instruct,
+// HF1BitLLM/Llama3-8B-1.58-100B-tokens).
 inline const std::vector<synth_shape>& synth_shapes() {
   static const std::vector<synth_shape> k{
       {"2b4t", "bitnet-b1.58", 30, 2560, 6912, 20, 5, 128256, 4096, 500000.0f, vocab_kind::bpe,
@@ -1095,10 +1103,23 @@ inline const std::vector<synth_shape>& synth_shapes() {
       {"3b", "bitnet", 26, 3200, 8640, 32, 32, 32002, 2048, 10000.0f, vocab_kind::spm,
        "1bitLLM/bitnet_b1_58-3B shape (ffn_down has K = 8640: I2_S only)"},
       {"8b", "bitnet-b1.58", 32, 4096, 14336, 32, 8, 128256, 8192, 500000.0f, vocab_kind::bpe,
-       "Llama3-8B-1.58 dimensions emitted as arch bitnet-b1.58 (sub-norms, ReLU^2), not `llama`"},
+       "Llama3-8B-1.58 dimensions emitted as arch bitnet-b1.58 (sub-norms, ReLU^2); llama3-8b is the llama form"},
+      {"falcon3-1b", "llama", 18, 2048, 8192, 8, 4, 131072, 8192, 1000042.0f, vocab_kind::bpe,
+       "Falcon3-1B(-1.58bit) shape, arch llama: heads of 256, untied head", 256, 1e-6f, "falcon3"},
+      {"falcon3-3b", "llama", 22, 3072, 9216, 12, 4, 131072, 32768, 1000042.0f, vocab_kind::bpe,
+       "Falcon3-3B(-1.58bit) shape, arch llama: heads of 256, untied head", 256, 1e-6f, "falcon3"},
+      {"llama3-8b", "llama", 32, 4096, 14336, 32, 8, 128256, 8192, 500000.0f, vocab_kind::bpe,
+       "Llama3-8B-1.58-100B-tokens shape, arch llama: untied head"},
       {"tiny", "bitnet-b1.58", 2, 256, 512, 4, 2, 1024, 512, 10000.0f, vocab_kind::bpe, "tiny test model"},
   };
   return k;
+}
+
+// "2b4t, large, ..." for messages.
+inline std::string synth_shape_names() {
+  std::string names;
+  for (const auto& sh : synth_shapes()) names += (names.empty() ? "" : ", ") + sh.name;
+  return names;
 }
 
 inline const synth_shape* find_synth_shape(std::string_view name) {
@@ -1239,11 +1260,7 @@ inline float synth_scale(std::int64_t K) {
 
 inline gguf::writer build_synth(const synth_options& o, std::vector<std::string>* notes = nullptr) {
   const synth_shape* sh = find_synth_shape(o.shape);
-  if (!sh) {
-    std::string names;
-    for (const auto& s : synth_shapes()) names += (names.empty() ? "" : ", ") + s.name;
-    fail("--shape " + o.shape + ": unknown shape; expected one of " + names);
-  }
+  if (!sh) fail("--shape " + o.shape + ": unknown shape; expected one of " + synth_shape_names());
   if (!is_ternary_file_type(o.type))
     fail("--type " + std::string(type_name(o.type)) + ": expected a ternary type (i2_s, tq2_0, tq1_0)");
   if (o.head != tensor_type::f32 && o.head != tensor_type::f16 && o.head != tensor_type::q8_0 &&
@@ -1252,14 +1269,16 @@ inline gguf::writer build_synth(const synth_options& o, std::vector<std::string>
   const std::int64_t L = o.layers.value_or(sh->layers);
   const std::int64_t V = o.vocab.value_or(sh->vocab);
   if (L < 1 || L > 4096) fail("--layers " + std::to_string(L) + ": expected 1..4096");
-  const std::int64_t d = sh->dim, ff = sh->ff, hd = sh->dim / sh->heads, kv = hd * sh->kv_heads;
+  const bool llama = sh->arch == "llama";
+  const std::int64_t d = sh->dim, ff = sh->ff, hd = sh->head_dim ? sh->head_dim : sh->dim / sh->heads,
+                     qd = hd * sh->heads, kv = hd * sh->kv_heads;
 
   // Every ternary matrix must fit the type; name the first that does not.
   struct mat {
     const char* name;
     std::int64_t K, M;
   };
-  const mat mats[7] = {{"attn_q", d, d},   {"attn_k", d, kv},   {"attn_v", d, kv}, {"attn_output", d, d},
+  const mat mats[7] = {{"attn_q", d, qd},   {"attn_k", d, kv},   {"attn_v", d, kv}, {"attn_output", qd, d},
                        {"ffn_gate", d, ff}, {"ffn_up", d, ff}, {"ffn_down", ff, d}};
   std::string bad;
   for (const auto& m : mats)
@@ -1298,11 +1317,15 @@ inline gguf::writer build_synth(const synth_options& o, std::vector<std::string>
   w.set_u32(a + ".attention.head_count", static_cast<std::uint32_t>(sh->heads));
   w.set_u32(a + ".attention.head_count_kv", static_cast<std::uint32_t>(sh->kv_heads));
   w.set_u32(a + ".rope.dimension_count", static_cast<std::uint32_t>(hd));
+  if (sh->head_dim) {
+    w.set_u32(a + ".attention.key_length", static_cast<std::uint32_t>(hd));
+    w.set_u32(a + ".attention.value_length", static_cast<std::uint32_t>(hd));
+  }
   w.set_f32(a + ".rope.freq_base", sh->rope_base);
-  w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_f32(a + ".attention.layer_norm_rms_epsilon", sh->eps);
   if (sh->vocab_type == vocab_kind::bpe) {
     w.set_string("tokenizer.ggml.model", "gpt2");
-    w.set_string("tokenizer.ggml.pre", "llama-bpe");
+    w.set_string("tokenizer.ggml.pre", sh->pre);
     w.set_array("tokenizer.ggml.tokens", voc.tokens);
     w.set_array("tokenizer.ggml.token_type", voc.types);
     w.set_array("tokenizer.ggml.merges", voc.merges);
@@ -1349,8 +1372,7 @@ inline gguf::writer build_synth(const synth_options& o, std::vector<std::string>
             s(pack_ternary(ty, t));
           });
   };
-  {
-    const std::string name = "token_embd.weight";
+  const auto dense = [&](const std::string& name) {
     g.add_tensor(name, o.head, {static_cast<std::uint64_t>(d), static_cast<std::uint64_t>(V)},
           dense_producer(o.head, V, d,
                          [seed, name, d](std::int64_t r0, std::int64_t r1, float* dst) {
@@ -1361,20 +1383,22 @@ inline gguf::writer build_synth(const synth_options& o, std::vector<std::string>
                            }
                          },
                          o.threads));
-  }
+  };
+  dense("token_embd.weight");
+  if (llama) dense("output.weight");  // the llama models' untied head
   norm("output_norm.weight", d);
   for (std::int64_t l = 0; l < L; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     norm(p + "attn_norm.weight", d);
-    ternary(p + "attn_q.weight", d, d);
+    ternary(p + "attn_q.weight", d, qd);
     ternary(p + "attn_k.weight", d, kv);
     ternary(p + "attn_v.weight", d, kv);
-    norm(p + "attn_sub_norm.weight", d);
-    ternary(p + "attn_output.weight", d, d);
+    if (!llama) norm(p + "attn_sub_norm.weight", qd);
+    ternary(p + "attn_output.weight", qd, d);
     norm(p + "ffn_norm.weight", d);
     ternary(p + "ffn_gate.weight", d, ff);
     ternary(p + "ffn_up.weight", d, ff);
-    norm(p + "ffn_sub_norm.weight", ff);
+    if (!llama) norm(p + "ffn_sub_norm.weight", ff);
     ternary(p + "ffn_down.weight", ff, d);
   }
   return g;
