@@ -22,6 +22,7 @@
 #include <unistd.h>    // getpid for a private temp dir
 
 #include "convert.hpp"
+#include "model_builder.hpp"
 #include <bitnet/runner/tokenizer.hpp>
 
 namespace {
@@ -606,6 +607,50 @@ std::vector<std::uint8_t> convert_bytes(const std::vector<std::uint8_t>& in, std
   return cv::build_converted(f, o, notes).to_bytes();
 }
 
+// A float (F16) BitNet file whose projections are ternary x scale, converted to I2_S: every
+// projection tensor is byte-identical to the I2_S the model builder packs from the same
+// ternary values (pack_i2s), and the runner's logits equal those of the F16 file bit for bit.
+TEST(Convert, FloatProjectionsConvertToTernary) {
+  for (const char* arch : {"bitnet-b1.58", "llama"}) {
+    bitnet::test::synth_spec s;
+    s.arch = arch;
+    s.seed = 31;
+    s.wtype = tensor_type::f16;
+    const auto f16 = bitnet::test::make_model(s).bytes();
+    s.wtype = tensor_type::i2_s;
+    const auto i2s = bitnet::test::make_model(s).bytes();
+    cv::convert_notes notes;
+    const auto out = convert_bytes(f16, tensor_type::i2_s, std::nullopt, &notes);
+    EXPECT_EQ(notes.ternarized, 14u);
+    EXPECT_EQ(notes.ternarize->exact.load(), 14);
+    const auto fo = bitnet::gguf::file::from_memory(out, "out"), fi = bitnet::gguf::file::from_memory(i2s, "i2s");
+    for (const auto& t : fi.tensors()) {
+      const auto& o = fo.tensor(t.name);
+      EXPECT_EQ(o.type, t.type) << t.name;
+      EXPECT_TRUE(std::equal(o.bytes().begin(), o.bytes().end(), t.bytes().begin(), t.bytes().end())) << arch << " " << t.name;
+    }
+    EXPECT_EQ(fo.get_uint("general.file_type"), 40u);
+    const auto logits = [](const std::vector<std::uint8_t>& b) {
+      bitnet::run::thread_pool pool(2);
+      const auto m = bitnet::run::model::load(bitnet::gguf::file::from_memory(b, "m"), {}, pool);
+      bitnet::run::session sess(m, pool, 8);
+      const std::vector<std::int32_t> toks{3, 99, 250, 7};
+      const auto l = sess.eval(toks, true);
+      return std::vector<float>(l.begin(), l.end());
+    };
+    const auto a = logits(f16), b = logits(out);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << arch;
+  }
+  // Latent (not ternary) float weights are ternarized by absmean, and counted so.
+  bitnet::test::synth_spec s;
+  s.wtype = tensor_type::f32;
+  s.latent = true;
+  cv::convert_notes notes;
+  (void)convert_bytes(bitnet::test::make_model(s).bytes(), tensor_type::tq2_0, std::nullopt, &notes);
+  EXPECT_EQ(notes.ternarize->absmean.load(), 14);
+}
+
 // from-llama2c's TQ default (payload d = 1, exact f32 blk.N.<name>.scale) through `convert`:
 // the payload scale 1 is exact in every type and the .scale tensors are copied unchanged, so
 // every file holds the same model (I2_S with payload scale 1 and the .scale tensors).
@@ -941,6 +986,65 @@ TEST_F(Cli, SynthThenConvert) {
   EXPECT_EQ(r.status, 2) << r.out;  // output = input
   r = run_tool("convert " + path("a.gguf") + " -o " + path("c.gguf"));
   EXPECT_EQ(r.status, 2) << r.out;  // nothing to do
+}
+
+// The staged checkpoint rewritten MSB-first (the 2-bit pairs of every code byte reversed, the
+// layout of PROVENANCE.md; every matrix of the 3M model has a multiple of 4 weights, so there
+// are no padding bits).
+std::vector<std::uint8_t> msb_first(std::vector<std::uint8_t> b) {
+  const auto i32 = [&](std::size_t o) {
+    std::int32_t v;
+    std::memcpy(&v, b.data() + o, 4);
+    return v;
+  };
+  const std::int64_t dim = i32(8), hidden = i32(12), layers = i32(16), heads = i32(20), kv_heads = i32(24), vocab = i32(28);
+  const std::int64_t kv = dim / heads * kv_heads;
+  const std::int64_t sizes[7] = {dim * dim, kv * dim, kv * dim, dim * dim, hidden * dim, dim * hidden, hidden * dim};
+  std::size_t o = 256 + 4 * static_cast<std::size_t>(dim + vocab * dim);
+  for (const std::int64_t n : sizes)
+    for (std::int64_t l = 0; l < layers; ++l) {
+      o += 4;  // scale
+      for (std::int64_t i = 0; i < n / 4; ++i, ++o) {
+        const std::uint8_t x = b[o];
+        b[o] = static_cast<std::uint8_t>((x & 3) << 6 | (x >> 2 & 3) << 4 | (x >> 4 & 3) << 2 | x >> 6);
+      }
+    }
+  EXPECT_EQ(o, b.size());
+  return b;
+}
+
+// Without --order, the order in which a probe text scores far better is taken: the staged
+// (LSB-first) checkpoint and its MSB-first rewrite convert to the same file. A given order that
+// contradicts the probe is warned about; a model that reads as noise both ways needs --order.
+TEST_F(Cli, FromLlama2cFindsTheCodeOrder) {
+  REQUIRE_DATA();
+  const auto orig = cv::read_file(kCkpt.string());
+  write("msb.bin", msb_first(orig));
+  const std::string tok = " " + kTokModel.string() + " --name m -o ";
+  auto r = run_tool("from-llama2c " + kCkpt.string() + tok + path("lsb.gguf"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("code order lsb (a probe text of"), std::string::npos) << r.out;
+  r = run_tool("from-llama2c " + path("msb.bin") + tok + path("msb.gguf"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("code order msb"), std::string::npos) << r.out;
+  EXPECT_EQ(cv::read_file(path("lsb.gguf")), cv::read_file(path("msb.gguf")));
+  r = run_tool("from-llama2c " + path("msb.bin") + tok + path("forced.gguf") + " --order lsb -q");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: " + path("msb.bin") + ": --order lsb given, but a probe text"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the checkpoint looks MSB-first"), std::string::npos) << r.out;
+
+  // The same file with every code 0: a model that is noise in both orders.
+  auto flat = orig;
+  const auto dim = 256u, vocab = 512u;
+  for (std::size_t o = 256 + 4 * (dim + vocab * dim); o < flat.size(); ++o) flat[o] = 0x00;
+  write("flat.bin", flat);
+  r = run_tool("from-llama2c " + path("flat.bin") + tok + path("flat.gguf"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("cannot tell the 2-bit code order"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("give --order lsb or --order msb"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(path("flat.gguf")));
+  r = run_tool("from-llama2c " + path("flat.bin") + tok + path("flat.gguf") + " --order lsb -q");
+  EXPECT_EQ(r.status, 0) << r.out;
 }
 
 TEST_F(Cli, FromLlama2cRealFiles) {

@@ -54,7 +54,8 @@ constexpr const char* kLlama2cHelp =
     "options:\n"
     "  -o, --output PATH        output GGUF (required)\n"
     "  --type i2_s|tq2_0|tq1_0  ternary tensor type (default i2_s)\n"
-    "  --order lsb|msb          2-bit code order inside each checkpoint byte (default lsb)\n"
+    "  --order lsb|msb          2-bit code order inside each checkpoint byte (default: the order in which a\n"
+    "                           probe text gets the lower perplexity; refused when the two are close)\n"
     "  --head-type f32|f16|q8_0|q6_k\n"
     "                           type of token_embd.weight (default f32: the checkpoint's values)\n"
     "  --eps X                  attention.layer_norm_rms_epsilon, the four block norms (default 1e-30,\n"
@@ -73,6 +74,9 @@ constexpr const char* kConvertHelp =
     "\n"
     "Re-packs every ternary tensor (I2_S, TQ2_0, TQ1_0) to --type without loss of the ternary\n"
     "values, and requantizes token_embd.weight (and output.weight if present) to --head-type.\n"
+    "Float projections (blk.N.attn_q.weight ... in F32, F16 or BF16, as bitnet.cpp's converter writes\n"
+    "them before quantizing) are ternarized to --type: losslessly when their values are ternary x one\n"
+    "scale, else by BitNet's absmean rule (s = mean |W|, w = clamp(round(W / s), -1, 1)).\n"
     "Everything else (metadata and tensors) is copied byte for byte; general.file_type is updated.\n"
     "I2_S -> TQ rounds each tensor's f32 scale to f16 (reported when that changes it);\n"
     "TQ -> I2_S needs all 256-blocks of a tensor to share one scale.\n"
@@ -192,7 +196,7 @@ int cmd_from_llama2c(args& a) {
   std::string out;
   cv::llama2c_options o;
   cv::code_order order = cv::code_order::lsb;
-  bool quiet = false;
+  bool order_given = false, quiet = false;
   while (a.more()) {
     const std::string_view s = a.next();
     if (s == "-h" || s == "--help") {
@@ -209,6 +213,7 @@ int cmd_from_llama2c(args& a) {
       if (v == "lsb") order = cv::code_order::lsb;
       else if (v == "msb") order = cv::code_order::msb;
       else throw usage_error{"--order " + std::string(v) + ": expected lsb or msb"};
+      order_given = true;
     } else if (s == "--eps") {
       const std::string v(a.value(s));
       char* end = nullptr;
@@ -243,8 +248,37 @@ int cmd_from_llama2c(args& a) {
   if (o.name.empty()) o.name = stem_of(pos[0]);
 
   const auto t0 = std::chrono::steady_clock::now();
-  const cv::llama2c_checkpoint ck = cv::read_llama2c_file(pos[0], order);
+  const std::vector<std::uint8_t> bytes = cv::read_file(pos[0]);
+  try {  // the checkpoint's own errors first (header, layout), before the tokenizer's
+    (void)cv::read_llama2c(bytes, pos[0], order);
+  } catch (const cv::error&) {
+    if (order_given) throw;
+    (void)cv::read_llama2c(bytes, pos[0], cv::code_order::msb);  // readable MSB-first: the probe decides
+  }
   const cv::sp_model sp = cv::read_sentencepiece_file(pos[1]);
+  // The code order: a checkpoint read in the wrong order is noise with valid codes. Score a
+  // probe text both ways and take (or check the given order against) the likelier one.
+  {
+    const cv::order_probe pr = cv::probe_llama2c_order(bytes, pos[0], sp, o);
+    const auto name = [](cv::code_order c) { return c == cv::code_order::lsb ? "lsb" : "msb"; };
+    char figures[160];
+    std::snprintf(figures, sizeof figures, "a probe text of %lld tokens has perplexity %.4g read LSB-first and %.4g MSB-first",
+                  static_cast<long long>(pr.tokens), pr.ppl_lsb, pr.ppl_msb);
+    constexpr double kClear = 1.5;  // a trained model: tens of times apart; noise against noise: about 1
+    if (!order_given) {
+      if (pr.ratio() < kClear) {
+        std::fprintf(stderr, "bitnet-convert: error: %s: cannot tell the 2-bit code order: %s; give --order lsb or --order msb\n",
+                     pos[0].c_str(), figures);
+        return 1;
+      }
+      order = pr.likelier();
+      if (!quiet) std::fprintf(stderr, "%s: code order %s (%s)\n", pos[0].c_str(), name(order), figures);
+    } else if (pr.likelier() != order && pr.ratio() >= kClear) {
+      std::fprintf(stderr, "bitnet-convert: warning: %s: --order %s given, but %s; the checkpoint looks %s-first\n",
+                   pos[0].c_str(), name(order), figures, order == cv::code_order::lsb ? "MSB" : "LSB");
+    }
+  }
+  const cv::llama2c_checkpoint ck = cv::read_llama2c(bytes, pos[0], order);
   if (!quiet) {
     const auto& c = ck.config;
     std::fprintf(stderr,
@@ -312,6 +346,11 @@ int cmd_convert(args& a) {
   if (!quiet)
     for (const auto& w : notes.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   g.write(out, make_progress(quiet, "writing " + out));
+  if (!quiet && notes.ternarized > 0)
+    std::fprintf(stderr,
+                 "note: %zu float projection tensors ternarized: %d exactly ternary x one scale (lossless), %d by "
+                 "BitNet's absmean rule (s = mean |W|, w = clamp(round(W / s), -1, 1))\n",
+                 notes.ternarized, notes.ternarize->exact.load(), notes.ternarize->absmean.load());
   if (!quiet)
     std::fprintf(stderr, "wrote %s: %zu ternary tensors re-packed, %zu requantized, %zu copied, in %.2f s\n",
                  out.c_str(), notes.repacked, notes.requantized, notes.copied, seconds_since(t0));

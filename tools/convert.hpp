@@ -5,6 +5,7 @@
 //   read_llama2c_vocab  llama2.c tokenizer.bin (used to cross-check the proto reader)
 //   neox_row_order      RoPE row permutation, interleaved pairs -> NeoX halves
 //   build_llama2c       checkpoint + vocab -> `bitnet` GGUF (norms 1, 1/d folded, rows permuted)
+//   probe_llama2c_order which 2-bit code order makes the checkpoint a language model (a forward pass)
 //   build_converted     GGUF -> GGUF: ternary re-packing, head requantization
 //   build_synth         random ternary model of a named real shape
 //
@@ -14,6 +15,7 @@
 
 #include <algorithm>    // std::min, std::max, std::find
 #include <array>        // fixed tables
+#include <atomic>       // ternarization counts from the producers
 #include <bit>          // std::bit_cast for float fields
 #include <cerrno>       // errno after fopen
 #include <cmath>        // std::isfinite, std::sqrt, std::fabs
@@ -24,6 +26,7 @@
 #include <fstream>      // reading input files
 #include <exception>    // std::exception_ptr across worker threads
 #include <functional>   // producers, sinks, progress callbacks
+#include <limits>       // infinity: an order a checkpoint cannot be read in
 #include <memory>       // std::make_shared for owned payloads
 #include <optional>     // optional targets
 #include <span>         // byte views
@@ -39,6 +42,7 @@
 #include <bitnet/gguf.hpp>       // gguf::file (input), gguf::writer (metadata encoding)
 #include <bitnet/half.hpp>       // fp16 conversions
 #include <bitnet/types.hpp>      // tensor_type, tensor_nbytes
+#include <bitnet/runner/runner.hpp>  // from-llama2c's order probe (a forward pass); float projections (ternarize)
 
 namespace bitnet::convert {
 
@@ -919,6 +923,67 @@ inline gguf::writer build_llama2c(const llama2c_checkpoint& ck, const sp_model& 
 }
 
 // ---------------------------------------------------------------------------------------------
+// The code order of a checkpoint. Read in the wrong order, every group of four consecutive
+// weights is reversed: the value counts are the same and nothing is invalid, but the model
+// produces noise (1 of 160 greedy ids right on bitllama-3M). So each order is tried: the
+// checkpoint is converted in memory and a plain English probe text is scored by the runner's
+// forward pass; a trained model reads it with a far lower perplexity in its own order.
+
+inline constexpr std::string_view kOrderProbeText =
+    "Once upon a time, there was a little girl. She liked to play with her friends in the park. "
+    "One day, they found a big red ball and played with it all day. They were very happy.";
+
+struct order_probe {
+  // Perplexity of the probe text read each way; infinity for an order the checkpoint cannot be
+  // read in (its message in error_lsb / error_msb).
+  double ppl_lsb = 0.0, ppl_msb = 0.0;
+  std::string error_lsb, error_msb;
+  std::int64_t tokens = 0;  // scored positions
+  code_order likelier() const noexcept { return ppl_msb < ppl_lsb ? code_order::msb : code_order::lsb; }
+  double ratio() const noexcept {  // worse / better perplexity
+    return std::max(ppl_lsb, ppl_msb) / std::max(1e-300, std::min(ppl_lsb, ppl_msb));
+  }
+};
+
+// The checkpoint bytes `ckpt`, read in each order with vocabulary `sp`, scored on the probe text.
+inline order_probe probe_llama2c_order(std::span<const std::uint8_t> ckpt, const std::string& name, const sp_model& sp,
+                                       const llama2c_options& o) {
+  order_probe r;
+  run::thread_pool pool(std::min(2u, detail::default_threads()));
+  for (const code_order order : {code_order::lsb, code_order::msb}) {
+    const bool lsb = order == code_order::lsb;
+    llama2c_checkpoint ck;
+    try {
+      ck = read_llama2c(ckpt, name, order);
+    } catch (const error& e) {
+      (lsb ? r.error_lsb : r.error_msb) = e.what();
+      (lsb ? r.ppl_lsb : r.ppl_msb) = std::numeric_limits<double>::infinity();
+      continue;
+    }
+    llama2c_options oo = o;
+    oo.type = tensor_type::i2_s;
+    oo.head = tensor_type::f32;
+    const run::model m = run::model::load(gguf::file::from_memory(build_llama2c(ck, sp, oo).to_bytes(), name), {}, pool);
+    const auto ids = m.require_tokenizer().encode(kOrderProbeText, true, false);
+    const auto n = static_cast<std::int64_t>(ids.size());
+    run::session s(m, pool, n, n);
+    const auto logits = s.eval(ids, true);
+    const std::int64_t V = m.cfg().n_vocab;
+    double nll = 0.0;
+    for (std::int64_t p = 0; p + 1 < n; ++p) {
+      const float* x = logits.data() + p * V;
+      double mx = x[0], sum = 0.0;
+      for (std::int64_t v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(x[v]));
+      for (std::int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(x[v]) - mx);
+      nll += mx + std::log(sum) - static_cast<double>(x[ids[static_cast<std::size_t>(p + 1)]]);
+    }
+    r.tokens = n - 1;
+    (lsb ? r.ppl_lsb : r.ppl_msb) = std::exp(nll / static_cast<double>(std::max<std::int64_t>(1, n - 1)));
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
 // GGUF -> GGUF
 
 struct convert_options {
@@ -928,13 +993,35 @@ struct convert_options {
 };
 
 // Notes about lossy steps (scale rounding) for the caller to print.
+// Float projection tensors ternarized while the file is written (counted by the producers).
+struct ternarize_counts {
+  std::atomic<int> exact{0}, absmean{0};
+};
+
 struct convert_notes {
   std::vector<std::string> warnings;
   std::size_t repacked = 0, requantized = 0, copied = 0;
   std::size_t scales_checked = 0, scales_rounded = 0;  // I2_S -> TQ: per-tensor scales rounded to f16
   double worst_scale_change = 0.0;
   std::string worst_scale_tensor;
+  std::size_t ternarized = 0;  // float projections to ternarize; how, once written:
+  std::shared_ptr<ternarize_counts> ternarize = std::make_shared<ternarize_counts>();
 };
+
+// blk.<N>.<projection>.weight (config.hpp's kProjectionNames).
+inline bool is_projection_name(std::string_view name) {
+  if (name.substr(0, 4) != "blk.") return false;
+  const auto dot = name.find('.', 4);
+  if (dot == std::string_view::npos || dot == 4) return false;
+  for (std::size_t i = 4; i < dot; ++i)
+    if (name[i] < '0' || name[i] > '9') return false;
+  const std::string_view rest = name.substr(dot + 1);
+  for (const char* p : run::kProjectionNames)
+    if (rest.size() == std::char_traits<char>::length(p) + 7 && rest.substr(0, rest.size() - 7) == p &&
+        rest.substr(rest.size() - 7) == ".weight")
+      return true;
+  return false;
+}
 
 inline bool is_head_tensor(std::string_view name) noexcept {
   return name == "token_embd.weight" || name == "output.weight";
@@ -950,7 +1037,14 @@ inline gguf::writer build_converted(const gguf::file& in, const convert_options&
       *o.head != tensor_type::q6_k)
     fail("--head-type " + std::string(type_name(*o.head)) + ": expected f32, f16, q8_0 or q6_k");
 
-  const id_convention conv = in.convention();
+  id_convention conv = in.convention();
+  if (o.type && !type_id(*o.type, conv)) {
+    // I2_S exists only in bitnet.cpp's ids. A file with no tensor in 36..39 (a float llama file)
+    // reads the same under either convention, so the output can use the fork's.
+    bool clash = false;
+    for (const auto& t : in.tensors()) clash = clash || (t.raw_type_id >= 36 && t.raw_type_id <= 39);
+    if (!clash) conv = id_convention::bitnet;
+  }
   if (o.type && !type_id(*o.type, conv))
     fail(in.path() + ": " + std::string(type_name(*o.type)) + " has no type id in this file's " +
          std::string(gguf::convention_name(conv)) + " id convention (" + in.convention_reason() + ")");
@@ -964,6 +1058,23 @@ inline gguf::writer build_converted(const gguf::file& in, const convert_options&
     ne.ne = t.ne;
     const std::string ctx = in.path() + ": tensor '" + t.name + "' (" + std::string(type_name(t.type)) + " " +
                             detail::shape_text(ne) + "): ";
+    if (o.type && run::is_float_type(t.type) && is_projection_name(t.name)) {
+      // A float projection (bitnet.cpp's converter writes them before quantizing): ternarized
+      // as the runner loads it (exact ternary x scale, else absmean), then packed.
+      const std::int64_t K = static_cast<std::int64_t>(t.ne[0]);
+      const std::int64_t M = static_cast<std::int64_t>(t.ne[1] * t.ne[2] * t.ne[3]);
+      if (const auto p = ternary_shape_problem(*o.type, K, M); !p.empty()) fail(ctx + "cannot convert to " + p);
+      ++n.ternarized;
+      const tensor_type to = *o.type, from = t.type;
+      const auto* src = &t;
+      g.add_tensor(t.name, to, ne, [src, from, to, K, M, counts = n.ternarize](const gguf::writer::sink& sk) {
+        const run::ternarized tz = run::ternarize(from, src->bytes(), K, M);
+        (tz.exact ? counts->exact : counts->absmean).fetch_add(1, std::memory_order_relaxed);
+        sk(pack_ternary(to, tz.w));
+      });
+      ternary_seen = to;
+      continue;
+    }
     const bool ternary = is_ternary_file_type(t.type);
     if (ternary && o.type && *o.type != t.type) {
       const std::int64_t K = static_cast<std::int64_t>(t.ne[0]);
@@ -1029,7 +1140,8 @@ inline gguf::writer build_converted(const gguf::file& in, const convert_options&
                          " stores the nearest f16 (largest relative change " +
                          bitnet::detail::gguf_shortest(static_cast<float>(n.worst_scale_change)) + ", tensor " + n.worst_scale_tensor +
                          "); the ternary values are unchanged");
-  if (o.type && !ternary_seen) n.warnings.push_back("no ternary tensors in " + in.path() + "; --type had no effect");
+  if (o.type && !ternary_seen)
+    n.warnings.push_back("no ternary or float projection tensors in " + in.path() + "; --type had no effect");
   if (ternary_seen) g.set_u32("general.file_type", file_type_of(*ternary_seen));
   return g;
 }
