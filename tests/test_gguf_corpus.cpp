@@ -111,7 +111,7 @@ std::vector<mutation> mutations() {
   m.push_back({"empty_file", [](bytes_t& f) { f.clear(); }, "file is 0 bytes, too small for the 24-byte GGUF header", at(0)});
   m.push_back({"truncated_header", [](bytes_t& f) { f.resize(12); }, "too small for the 24-byte GGUF header", at(0)});
   m.push_back({"bad_magic", [](bytes_t& f) { f[3] = 'L'; }, "bad magic 'GGUL' (47 47 55 4c), expected 'GGUF'", at(0)});
-  m.push_back({"version_0", [](bytes_t& f) { put(f, 4, 0, 4); }, "invalid GGUF version 0", at(4)});
+  m.push_back({"version_0", [](bytes_t& f) { put(f, 4, 0, 4); }, "invalid GGUF version 0 (supported: 2 and 3)", at(4)});
   m.push_back({"version_1", [](bytes_t& f) { put(f, 4, 1, 4); }, "GGUF version 1 is not supported", at(4)});
   m.push_back({"version_4", [](bytes_t& f) { put(f, 4, 4, 4); }, "unsupported GGUF version 4", at(4)});
   m.push_back({"version_byte_swapped", [](bytes_t& f) { put(f, 4, 0x03000000u, 4); },
@@ -122,6 +122,25 @@ std::vector<mutation> mutations() {
                at(8)});
   m.push_back({"negative_tensor_count", [](bytes_t& f) { put(f, 8, ~0ull, 8); }, "tensor count 18446744073709551615 cannot fit",
                at(8)});
+  // Counts a little too large: the parser would read the next record as one more entry (the first
+  // tensor info as a key, the data as a tensor info); the error names the count instead.
+  const auto u64_at = [](const bytes_t& f, std::size_t o) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(f[o + static_cast<std::size_t>(i)]) << (8 * i);
+    return v;
+  };
+  m.push_back({"kv_count_one_too_many", [u64_at](bytes_t& f) { put(f, 16, u64_at(f, 16) + 1, 8); },
+               "the metadata count at offset 16 is 18 but the file holds 17 metadata entries", at(16)});
+  m.push_back({"tensor_count_one_too_many", [u64_at](bytes_t& f) { put(f, 8, u64_at(f, 8) + 1, 8); },
+               "the tensor count at offset 8 is 4 but the file holds 3 tensor infos", at(8)});
+  m.push_back({"both_counts_two_too_many",
+               [u64_at](bytes_t& f) {
+                 put(f, 8, u64_at(f, 8) + 2, 8);
+                 put(f, 16, u64_at(f, 16) + 2, 8);
+               },
+               "the metadata count at offset 16 is 19 but the file holds 17 metadata entries; the tensor count at offset 8 "
+               "is 5 but the file holds 3 tensor infos",
+               at(16)});
   // metadata
   m.push_back({"key_length_past_eof", [](bytes_t& f) { put(f, find_str(f, "test.u8"), 1u << 29, 8); },
                "key length 536870912 exceeds the", at_key("test.u8")});
@@ -172,7 +191,7 @@ std::vector<mutation> mutations() {
                  return tensor_info_at(f, "a.weight").n_dims;
                }});
   m.push_back({"negative_dim", [](bytes_t& f) { put(f, tensor_info_at(f, "a.weight").ne0, ~0ull, 8); },
-               "tensor 'a.weight': ne[0] = 18446744073709551615 is negative as int64"});
+               "tensor 'a.weight': dimension ne[0] is -1, expected 0 .. 9223372036854775807"});
   m.push_back({"element_count_overflow",
                [](bytes_t& f) {
                  const auto p = tensor_info_at(f, "a.weight");

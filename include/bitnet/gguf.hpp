@@ -574,7 +574,7 @@ class file {
     if (n < 24) fail(0, detail::gguf_msg{} + "file is " + std::to_string(n) + " bytes, too small for the 24-byte GGUF header");
     c.pos = 4;
     version_ = c.u32("version");
-    if (version_ == 0) fail(4, "invalid GGUF version 0");
+    if (version_ == 0) fail(4, "invalid GGUF version 0 (supported: 2 and 3)");
     if ((version_ & 0xFFFFu) == 0) {
       char buf[16];
       std::snprintf(buf, sizeof buf, "0x%08x", version_);
@@ -598,6 +598,51 @@ class file {
                     std::to_string(detail::kGgufMinTensorInfoBytes) + ")");
     }
 
+    try {
+      parse_records(c, n_tensors, n_kv, opts);
+    } catch (const error&) {
+      diagnose_counts(n_tensors, n_kv, opts);  // throws when smaller counts explain the file
+      throw;
+    }
+  }
+
+  // A count larger than the records a file holds makes the parser read whatever follows the
+  // last real record as one more, and it fails there with a symptom ("key length exceeds
+  // 1 GiB", "data exceeds file size"). When the file parses with a smaller metadata and / or
+  // tensor count (up to 4 fewer each) into a layout that ends where the file ends, the error
+  // names the count instead.
+  void diagnose_counts(std::uint64_t n_tensors, std::uint64_t n_kv, const options& opts) {
+    for (std::uint64_t total = 1; total <= 8; ++total)
+      for (std::uint64_t dk = 0; dk <= std::min<std::uint64_t>(total, 4); ++dk) {
+        const std::uint64_t dt = total - dk;
+        if (dt > 4 || dk > n_kv || dt > n_tensors) continue;
+        cursor c{this, 24, {}};
+        try {
+          parse_records(c, n_tensors - dt, n_kv - dk, opts);
+        } catch (const error&) {
+          continue;
+        }
+        // Only a layout that accounts for the whole file explains it: the data of the last
+        // tensor (or the records, without tensors) must end where the file ends (up to padding).
+        std::uint64_t end = data_offset_;
+        for (const auto& t : tensors_) end = std::max(end, data_offset_ + t.offset + t.nbytes);
+        if (size() < end || size() > detail::gguf_pad(end, alignment_)) continue;
+        std::string m;
+        if (dk) m += detail::gguf_msg{} + "the metadata count at offset 16 is " + std::to_string(n_kv) + " but the file holds " +
+                     std::to_string(n_kv - dk) + " metadata entries";
+        if (dt) m += detail::gguf_msg{} + (dk ? "; " : "") + "the tensor count at offset 8 is " + std::to_string(n_tensors) +
+                     " but the file holds " + std::to_string(n_tensors - dt) + " tensor infos";
+        fail(dk ? 16 : 8, m + " (the file parses with those counts)");
+      }
+  }
+
+  void parse_records(cursor& c, std::uint64_t n_tensors, std::uint64_t n_kv, const options& opts) {
+    const std::uint64_t n = size();
+    kvs_.clear();
+    kv_index_.clear();
+    tensors_.clear();
+    tensor_index_.clear();
+    alignment_ = kDefaultAlignment;
     // ---- metadata ----
     // Counts are only bounded by the file size here; reserve a capped amount and let the
     // records actually parsed grow the tables (memory follows real bytes, not claims).
@@ -694,7 +739,9 @@ class file {
         const std::uint64_t p = c.pos;
         t.ne[d] = c.u64("dimension");
         if (t.ne[d] > static_cast<std::uint64_t>(INT64_MAX))
-          c.fail_at(p, detail::gguf_msg{} + "ne[" + std::to_string(d) + "] = " + std::to_string(t.ne[d]) + " is negative as int64");
+          c.fail_at(p, detail::gguf_msg{} + "dimension ne[" + std::to_string(d) + "] is " +
+                           std::to_string(static_cast<std::int64_t>(t.ne[d])) + ", expected 0 .. " +
+                           std::to_string(INT64_MAX));
       }
       t.raw_type_id = c.u32("type id");
       t.offset = c.u64("data offset");
