@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Installs what bitnet needs to build, test and benchmark on Debian 12, and only
-# what is missing (a no-op on a machine that has everything). Needs root for apt.
+# Installs what bitnet needs on Debian 12, and only what is missing (a no-op on a machine that
+# has everything). Needs root (or sudo) for apt.
+#   scripts/setup.sh        everything: build, tests, benchmarks, second compiler, sanitizers,
+#                           fuzzer, aarch64 cross build under qemu, the npm tokenizer fetch
+#                           (scripts/test.sh runs this)
+#   scripts/setup.sh run    only what building and running bitnet-generate needs
+#                           (scripts/run.sh runs this)
 set -euo pipefail
 
-pkgs=(
+run_pkgs=(
   cmake g++ make                      # build
   libxsimd-dev                        # SIMD arch tags (xsimd 8.1 on Debian 12)
+)
+all_pkgs=(
+  "${run_pkgs[@]}"
   googletest libgtest-dev libgmock-dev  # tests (googletest = sources, for cross builds)
   libbenchmark-dev                    # benchmarks
   clang-19 libclang-rt-19-dev         # second compiler, sanitizers, libFuzzer
@@ -13,6 +21,11 @@ pkgs=(
   g++-aarch64-linux-gnu qemu-user     # aarch64 cross build, run under qemu
   npm                                 # fetches the Llama-3 tokenizer test vocab
 )
+case "${1:-all}" in
+  run) pkgs=("${run_pkgs[@]}") ;;
+  all) pkgs=("${all_pkgs[@]}") ;;
+  *) echo "usage: scripts/setup.sh [run|all]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,4 +42,4 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "setup: all dependencies present" >&2
+echo "setup: all dependencies present (${1:-all})" >&2
