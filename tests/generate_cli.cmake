@@ -73,5 +73,19 @@ bitnet_generate_case(context_full RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "ab" -c 
 bitnet_generate_case(kv_f16 RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "hi" -n 4 --kv-type f16 MATCH "KV cache f16")
 bitnet_generate_case(scalar_kernels RC 0 ARGS -m ${_gen_dir}/tiny.gguf -p "hi" -n 4 --kernel-arch scalar
   MATCH "gemv gemv_t2_q8/scalar/" "head gemv_f16_f32/scalar")
+# --prompt-ids: the ids are the prompt as given (no BOS added).
+bitnet_generate_case(prompt_ids RC 0 ARGS -m ${_gen_dir}/tiny.gguf --prompt-ids "1, 260,270" -n 3 --temp 0 --ignore-eos --json
+  STDOUT "\"prompt_ids\":\\[1,260,270\\],\"generated_ids\":\\[[0-9]+,[0-9]+,[0-9]+\\]")
+bitnet_generate_case(prompt_ids_outside_vocab RC nonzero ARGS -m ${_gen_dir}/tiny.gguf --prompt-ids 1,300
+  MATCH "--prompt-ids: id 1 is 300, outside the vocabulary of 300 tokens" ONE_LINE_ERROR)
+bitnet_generate_case(prompt_ids_not_ids RC nonzero ARGS -m ${_gen_dir}/tiny.gguf --prompt-ids 1,x
+  MATCH "--prompt-ids: 'x' at byte offset 2 is not a token id" ONE_LINE_ERROR)
+bitnet_generate_case(prompt_ids_and_prompt RC 2 ARGS -m ${_gen_dir}/tiny.gguf --prompt-ids 1 -p hi
+  MATCH "--prompt-ids cannot be combined with -p or -f" ONE_LINE_ERROR)
+# The llama architecture and float projections, end to end.
+bitnet_generate_case(llama_arch RC 0 ARGS -m ${_gen_dir}/llama.gguf -p "hello" -n 4 --seed 1
+  MATCH "llama, 2 layers, d 256, 4/2 heads, vocab 300; weights TQ2_0" "head F16")
+bitnet_generate_case(float_projections RC 0 ARGS -m ${_gen_dir}/f16.gguf -p "hello" -n 4 --seed 1
+  MATCH "note: 14 float projection tensors ternarized: 14 exactly ternary x one scale" "weights F16")
 bitnet_generate_case(chat_fallback RC 0 ARGS -m ${_gen_dir}/tiny.gguf --chat --system "Be brief." -n 6 --temp 0
   INPUT ${CMAKE_CURRENT_SOURCE_DIR}/generate_cli/chat_input.txt MATCH "stop: chat ended")

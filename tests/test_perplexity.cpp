@@ -473,7 +473,7 @@ TEST_F(PerplexityCli, HelpListsEveryFlagWithItsDefault) {
                         "-c, --ctx-size N", "min(512, context_length)", "--stride N", "CTX / 2", "--chunks N",
                         "(default: 0)", "-b, --batch-size N", "(default: 64)", "-t, --threads N", "physical cores",
                         "--no-bos", "--save-logits FILE", "--kl-divergence FILE", "--json", "--kernel-arch NAME",
-                        "--act MODE", "Scored positions", "exactly once", "delta method", "KL(base || this)",
+                        "--act MODE", "--kv-type TYPE", "(default: f32)", "Scored positions", "exactly once", "delta method", "KL(base || this)",
                         "Exit status: 0 ok, 1 error, 2 bad command line"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
@@ -487,6 +487,7 @@ TEST_F(PerplexityCli, UsageErrors) {
   expect_error("-m " + m + " --ids 1,2 -c 1", 2, "at least 2 tokens");
   expect_error("-m " + m + " --ids 1,2 -c x", 2, "-c: expected an integer");
   expect_error("-m " + m + " --ids 1,2 --act fast", 2, "expected per-token or per-block");
+  expect_error("-m " + m + " --ids 1,2 --kv-type q8", 2, "--kv-type: expected f32 or f16, got 'q8'");
   expect_error("-m " + m + " --ids 1,2 --save-logits " + path("x") + " --kl-divergence " + path("x"), 2, "same file");
 }
 
@@ -596,6 +597,22 @@ TEST_F(PerplexityCli, ThreadsBatchAndChunks) {
   const std::string k = ok(f + "--chunks 3 --kl-divergence " + path("t1.bnl"));
   EXPECT_EQ(json_num(k, "positions"), 63);
   EXPECT_EQ(json_num(k, "max"), 0.0);
+}
+
+// --kv-type f16 (bitnet.cpp's cache type): keys and values rounded to f16, so the logits move
+// a little (test_model.cpp checks the f16 cache against a double reference that rounds them).
+TEST_F(PerplexityCli, KvTypeF16RoundsTheCache) {
+  const std::string m = model("tiny");
+  write_text("story.txt", kStory);
+  const std::string f = "-m " + m + " -f " + path("story.txt") + " -c 32 --stride 16 ";
+  const std::string j32 = ok(f + "--save-logits " + path("kv32.bnl"));
+  const std::string j16 = ok(f + "--kv-type f16 --save-logits " + path("kv16.bnl"));
+  EXPECT_NE(j32.find("\"kv_type\":\"f32\""), std::string::npos) << j32;
+  EXPECT_NE(j16.find("\"kv_type\":\"f16\""), std::string::npos) << j16;
+  EXPECT_NE(slurp(path("kv32.bnl")), slurp(path("kv16.bnl"))) << "--kv-type f16 changed nothing";
+  const std::string k = ok(f + "--kv-type f16 --kl-divergence " + path("kv32.bnl"));
+  EXPECT_GT(json_num(k, "mean"), 0.0);
+  EXPECT_LT(json_num(k, "mean"), 1e-3) << k;
 }
 
 // KL, top-1 and the largest logit difference recomputed here from the two saved files.

@@ -7,6 +7,8 @@
 // DIR/truncated.gguf   tiny.gguf cut in the middle of its tensor data
 // DIR/gpt2.gguf        tiny.gguf with general.architecture = gpt2 (not an architecture the runner runs)
 // DIR/tl2.gguf         tiny.gguf with blk.0.attn_q.weight as TL2 (unsupported ternary layout)
+// DIR/llama.gguf       a llama model (heads of 64, untied F16 head, TQ2_0) with the same vocabulary
+// DIR/f16.gguf         tiny.gguf's model with F16 projections holding ternary x scale
 // DIR/invalid_utf8.txt a prompt file with an invalid UTF-8 byte
 #include <cstdio>      // std::fprintf
 #include <filesystem>  // paths
@@ -50,6 +52,17 @@ int main(int argc, char** argv) try {
   }
   save("tl2.gguf", w.to_bytes());
   std::ofstream(dir / "invalid_utf8.txt", std::ios::binary) << "Once upon a \xC3\x28 time";
+  bitnet::test::synth_spec l;
+  l.vocab = true;
+  l.arch = "llama";
+  l.n_head = 4;
+  l.head_dim = 64;
+  l.untied_head = true;
+  l.wtype = bitnet::tensor_type::tq2_0;
+  save("llama.gguf", bitnet::test::make_model(l).bytes());
+  bitnet::test::synth_spec h = s;
+  h.wtype = bitnet::tensor_type::f16;
+  save("f16.gguf", bitnet::test::make_model(h).bytes());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bitnet-generate-test-models: %s\n", e.what());
