@@ -289,6 +289,19 @@ std::vector<case_t> cases() {
 
 class ModelCase : public ::testing::TestWithParam<case_t> {};
 
+// The logits of every position: the first n_prefill tokens in one batch, the rest one by one.
+std::vector<float> prefill_then_decode(const model& m, thread_pool& pool, const std::vector<std::int32_t>& toks,
+                                       std::size_t n_prefill, bitnet::run::kv_type kv = bitnet::run::kv_type::f32) {
+  session s(m, pool, 16, 4, kv);
+  const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), n_prefill), true);
+  std::vector<float> v(pre.begin(), pre.end());
+  for (std::size_t p = n_prefill; p < toks.size(); ++p) {
+    const auto l = s.eval(std::span<const std::int32_t>(&toks[p], 1));
+    v.insert(v.end(), l.begin(), l.end());
+  }
+  return v;
+}
+
 // ---------------------------------------------------------------- tests
 
 TEST_P(ModelCase, DecodeMatchesReference) {
@@ -402,16 +415,7 @@ TEST_P(ModelCase, LutLayoutGivesTheT2Logits) {
     o.luts = std::move(luts);
     return model::load(bitnet::gguf::file::from_memory(sm.bytes(), "synthetic.gguf"), o, pool);
   };
-  const auto logits = [&](const model& m) {
-    session s(m, pool, 16, 4, tc.kv);
-    const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), 6), true);
-    std::vector<float> v(pre.begin(), pre.end());
-    for (std::size_t p = 6; p < toks.size(); ++p) {
-      const auto l = s.eval(std::span<const std::int32_t>(&toks[p], 1));
-      v.insert(v.end(), l.begin(), l.end());
-    }
-    return v;
-  };
+  const auto logits = [&](const model& m) { return prefill_then_decode(m, pool, toks, 6, tc.kv); };
   const model t2 = load(std::nullopt);
   ASSERT_EQ(t2.info().lut_copies, 0u);
   const auto want = logits(t2);
@@ -451,14 +455,7 @@ std::vector<float> logits_of(const std::vector<std::uint8_t>& bytes, const std::
   thread_pool pool(2);
   const model m = model::load(bitnet::gguf::file::from_memory(bytes, "m.gguf"), {}, pool);
   if (notes) *notes = m.info().notes;
-  session s(m, pool, 16, 4);
-  const auto pre = s.eval(std::span<const std::int32_t>(toks.data(), 5), true);
-  std::vector<float> v(pre.begin(), pre.end());
-  for (std::size_t p = 5; p < toks.size(); ++p) {
-    const auto l = s.eval(std::span<const std::int32_t>(&toks[p], 1));
-    v.insert(v.end(), l.begin(), l.end());
-  }
-  return v;
+  return prefill_then_decode(m, pool, toks, 5);
 }
 
 // A float BitNet GGUF (as bitnet.cpp's converter writes before quantizing) whose values are
