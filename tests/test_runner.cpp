@@ -245,6 +245,30 @@ TEST(RunnerSession, EmbeddingsAreTheHeadInput) {
     }
 }
 
+// embed(): pooled final hidden states of a fresh sequence, the rows eval() returns.
+TEST(RunnerSession, EmbedPoolsTheSequencesHiddenStates) {
+  br::thread_pool pool(2);
+  const br::model m = br::model::load(bitnet::gguf::file::from_memory(bitnet::test::make_model({}).bytes(), "m.gguf"), {}, pool);
+  br::session s(m, pool, {.n_ctx = 16, .n_batch = 4, .kv = br::kv_type::f32, .n_seq = 2, .embeddings = true});
+  const std::vector<std::int32_t> toks{5, 77, 123, 9, 250};
+  (void)s.eval(toks, true);
+  const auto e = s.embeddings();
+  const std::vector<float> rows(e.begin(), e.end());
+  const auto mean = br::embed(s, toks, br::pooling::mean, 1);
+  const auto first = br::embed(s, toks, br::pooling::cls, 1);
+  const auto last = br::embed(s, toks, br::pooling::last, 1);
+  ASSERT_EQ(mean.size(), 256u);
+  for (std::size_t i = 0; i < 256; ++i) {
+    double m5 = 0.0;
+    for (std::size_t r = 0; r < 5; ++r) m5 += rows[r * 256 + i];
+    EXPECT_NEAR(mean[i], m5 / 5.0, 1e-6) << i;
+    EXPECT_EQ(first[i], rows[i]) << i;
+    EXPECT_EQ(last[i], rows[4 * 256 + i]) << i;
+  }
+  EXPECT_EQ(s.seq_pos(1), 5);
+  EXPECT_TRUE(has(error_of([&] { (void)br::embed(s, toks, br::pooling::none); }), "pooling none"));
+}
+
 // ---------------------------------------------------------------- generate
 
 struct gen_fixture {

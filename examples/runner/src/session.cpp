@@ -414,4 +414,26 @@ void session::forward(const std::int32_t* tok, const std::int32_t* seq, const st
   }
 }
 
+std::vector<float> embed(session& s, std::span<const std::int32_t> tokens, pooling p, int seq) {
+  if (p == pooling::none) throw std::invalid_argument("embed: pooling none gives no single embedding; use embeddings()");
+  s.seq_clear(seq);
+  batch b;
+  for (const std::int32_t t : tokens) b.add(t, seq, true);
+  (void)s.decode(b);
+  const std::span<const float> rows = s.embeddings();
+  const std::size_t d = static_cast<std::size_t>(s.get_model().cfg().n_embd), n = tokens.size();
+  std::vector<float> out(d, 0.0f);
+  if (p == pooling::mean) {
+    std::vector<double> acc(d, 0.0);
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t i = 0; i < d; ++i) acc[i] += rows[r * d + i];
+    for (std::size_t i = 0; i < d; ++i) out[i] = static_cast<float>(acc[i] / static_cast<double>(n));
+  } else {
+    const std::size_t r = p == pooling::cls ? 0 : n - 1;
+    std::copy(rows.begin() + static_cast<std::ptrdiff_t>(r * d), rows.begin() + static_cast<std::ptrdiff_t>((r + 1) * d),
+              out.begin());
+  }
+  return out;
+}
+
 }  // namespace bitnet::run

@@ -188,4 +188,11 @@ class session : public evaluator {
   dense_activation head_x_;
 };
 
+// An embedding of a token sequence: evaluates `tokens` as sequence `seq` from its start (the
+// sequence is cleared first) and pools the final hidden states of all its positions (the head's
+// input, after output_norm): mean, the first (cls) or the last. The session needs
+// session_options::embeddings; pooling::none is refused (std::invalid_argument). A model's own
+// choice, for embedding models, is config::pool ({arch}.pooling_type). Not normalized.
+std::vector<float> embed(session& s, std::span<const std::int32_t> tokens, pooling p, int seq = 0);
+
 }  // namespace bitnet::run
