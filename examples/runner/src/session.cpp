@@ -106,19 +106,8 @@ std::span<const float> session::embeddings() const {
 // Every token id inside the vocabulary, every sequence index valid, and room for all of them.
 void session::check(std::span<const std::int32_t> tokens, std::span<const std::int32_t> seqs) const {
   const std::int64_t V = m_->cfg().n_vocab;
-  if (tokens.empty()) throw std::invalid_argument("eval: no tokens");
-  for (const std::int32_t id : tokens)
-    if (id < 0 || id >= V)
-      throw std::out_of_range("eval: token id " + std::to_string(id) + " is outside the vocabulary of " +
-                              std::to_string(V) + " tokens");
-  if (seqs.empty()) {
-    const auto n = static_cast<std::int64_t>(tokens.size());
-    if (seq_len_[0] + n > n_ctx_)
-      throw context_full("context full: " + std::to_string(n) + " more token" + (n == 1 ? "" : "s") +
-                         " at position " + std::to_string(seq_len_[0]) + " would pass the context size of " +
-                         std::to_string(n_ctx_) + " (-c)");
-    return;
-  }
+  if (seqs.empty()) return detail::check_eval(tokens, V, seq_len_[0], n_ctx_);
+  detail::check_eval(tokens, V, 0, n_ctx_ + static_cast<std::int64_t>(tokens.size()));  // ids only
   std::vector<std::int64_t> add(seq_len_.size(), 0);
   for (const std::int32_t s : seqs) {
     if (s < 0 || s >= n_seq())

@@ -90,7 +90,7 @@ class precise_session : public evaluator {
   // rounded to float (logits_double() has them unrounded). Errors as session::eval.
   std::span<const float> eval(std::span<const std::int32_t> tokens) override {
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
-    check(tokens);
+    detail::check_eval(tokens, m_->cfg().n_vocab, pos_, n_ctx_);
     for (std::int64_t i = 0; i < n; ++i) step(tokens[static_cast<std::size_t>(i)], i + 1 == n);
     for (std::size_t v = 0; v < logits_.size(); ++v) logits_f_[v] = static_cast<float>(logits_[v]);
     return {logits_f_.data(), logits_f_.size()};
@@ -101,19 +101,6 @@ class precise_session : public evaluator {
 
  private:
   static constexpr std::int64_t kRowGrain = 16;
-
-  // The checks session::eval makes: tokens, ids inside the vocabulary, room in the context.
-  void check(std::span<const std::int32_t> tokens) const {
-    const std::int64_t n = static_cast<std::int64_t>(tokens.size()), V = m_->cfg().n_vocab;
-    if (n == 0) throw std::invalid_argument("eval: no tokens");
-    for (const std::int32_t id : tokens)
-      if (id < 0 || id >= V)
-        throw std::out_of_range("eval: token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                std::to_string(V) + " tokens");
-    if (pos_ + n > n_ctx_)
-      throw context_full("context full: " + std::to_string(n) + " more token" + (n == 1 ? "" : "s") + " at position " +
-                         std::to_string(pos_) + " would pass the context size of " + std::to_string(n_ctx_) + " (-c)");
-  }
 
   static void rms_norm(const double* x, const float* g, double* y, std::int64_t n, double eps) noexcept {
     double ss = 0.0;

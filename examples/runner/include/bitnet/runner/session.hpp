@@ -46,6 +46,7 @@
 #include <initializer_list>  // matmul job lists
 #include <span>       // views
 #include <stdexcept>  // errors
+#include <string>     // messages
 #include <vector>     // buffers
 
 #include "bitnet/runner/attention.hpp"
@@ -64,6 +65,23 @@ class context_full : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+namespace detail {
+// The checks an evaluation of one sequence makes before touching state: at least one token,
+// every id inside the vocabulary of V tokens (std::out_of_range), and room for all of them after
+// position pos in a context of n_ctx (context_full). session and precise_session use it.
+inline void check_eval(std::span<const std::int32_t> tokens, std::int64_t V, std::int64_t pos, std::int64_t n_ctx) {
+  const auto n = static_cast<std::int64_t>(tokens.size());
+  if (n == 0) throw std::invalid_argument("eval: no tokens");
+  for (const std::int32_t id : tokens)
+    if (id < 0 || id >= V)
+      throw std::out_of_range("eval: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                              std::to_string(V) + " tokens");
+  if (pos + n > n_ctx)
+    throw context_full("context full: " + std::to_string(n) + " more token" + (n == 1 ? "" : "s") + " at position " +
+                       std::to_string(pos) + " would pass the context size of " + std::to_string(n_ctx) + " (-c)");
+}
+}  // namespace detail
 
 // A sequence that tokens are appended to, returning the logits of the last one: what the
 // generation loop (generate.hpp) drives. session implements it for its sequence 0.
