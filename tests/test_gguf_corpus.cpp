@@ -184,6 +184,8 @@ std::vector<mutation> mutations() {
                  splice(f, find_str(f, "b.weight"), 16, s);
                },
                "name is 64 bytes, the limit is 63", at_tensor("b.weight")});
+  m.push_back({"empty_tensor_name", [](bytes_t& f) { splice(f, find_str(f, "b.weight"), 16, {0, 0, 0, 0, 0, 0, 0, 0}); },
+               "tensor info 1: the tensor name is empty", at_tensor("b.weight")});
   m.push_back({"duplicate_tensor", [](bytes_t& f) { f[find_str(f, "b.weight") + 8] = 'a'; },
                "tensor 'a.weight': duplicate tensor name (first defined at offset", at_tensor("b.weight")});
   m.push_back({"n_dims_5", [](bytes_t& f) { put(f, tensor_info_at(f, "a.weight").n_dims, 5, 4); },

@@ -723,6 +723,7 @@ class file {
       t.info_offset = c.pos;
       c.context = detail::gguf_msg{} + "tensor info " + std::to_string(i) + ": ";
       const std::string_view name = c.str("tensor name");
+      if (name.empty()) c.fail_at(t.info_offset, "the tensor name is empty (every tensor needs a name to be found by)");
       c.context = detail::gguf_msg{} + "tensor '" + shown(name) + "': ";
       if (name.size() > kMaxTensorNameLength)
         c.fail_at(t.info_offset, detail::gguf_msg{} + "name is " + std::to_string(name.size()) + " bytes, the limit is " +
