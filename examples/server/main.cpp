@@ -396,7 +396,7 @@ class server {
     line("# HELP bitnet_steps_total Forward passes (one per step, all busy slots together).");
     line("# TYPE bitnet_steps_total counter");
     line("bitnet_steps_total " + std::to_string(s.steps));
-    line("# HELP bitnet_step_seconds_total Time spent in steps (forward pass and sampling).");
+    line("# HELP bitnet_step_seconds_total Time spent in the steps' forward passes.");
     line("# TYPE bitnet_step_seconds_total counter");
     line("bitnet_step_seconds_total " + num(s.step_seconds));
     line("# HELP bitnet_batch_size Sequences in each step's forward pass.");

@@ -167,23 +167,26 @@ void scheduler::start(slot& s, std::shared_ptr<job> j) {
   s.j->queued_ms_ = s.j->ms_since_submit();
 }
 
-// Ends the job in slot `seq` and frees the slot and its KV positions.
+// Ends the job in slot `seq` and frees the slot and its KV positions. The counters change
+// before the job ends, so whoever sees the end also sees the slot free.
 void scheduler::release(int seq, job_result r) {
   slot& s = slots_[static_cast<std::size_t>(seq)];
   r.prompt_tokens = static_cast<std::int64_t>(s.j->spec().prompt.size());
   if (s.gs) r.completion_tokens = static_cast<std::int64_t>(s.gs->ids().size());
   r.queued_ms = s.j->queued_ms_;
   r.first_token_ms = s.j->first_token_ms_;
-  s.j->end(std::move(r));
   sess_.seq_clear(seq);
   std::shared_ptr<job> done = std::move(s.j);
   s.j.reset();
   s.gs.reset();
   s.dec.reset();
   s.smp.reset();
-  std::lock_guard<std::mutex> lock(mu_);
-  --active_;
-  ++stats_.finished[static_cast<int>(done->result().reason)];
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --active_;
+    ++stats_.finished[static_cast<int>(r.reason)];
+  }
+  done->end(std::move(r));
 }
 
 void scheduler::step() {
@@ -254,13 +257,10 @@ void scheduler::step() {
     }
     return;
   }
+  // Counted before sampling, which may end jobs: whoever sees a job's end sees its tokens counted.
+  record_step(std::chrono::duration<double>(clock_type::now() - t0).count(), sequences, prompt_tokens, rows.size());
   const auto V = static_cast<std::size_t>(m_->cfg().n_vocab);
-  std::uint64_t generated = 0;
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    sample(rows[r], logits.subspan(r * V, V));
-    ++generated;
-  }
-  record_step(std::chrono::duration<double>(clock_type::now() - t0).count(), sequences, prompt_tokens, generated);
+  for (std::size_t r = 0; r < rows.size(); ++r) sample(rows[r], logits.subspan(r * V, V));
 }
 
 // The next token of slot `seq` from its logits row; ends the job when generation is over.

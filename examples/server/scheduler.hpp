@@ -162,7 +162,7 @@ struct scheduler_stats {
   std::uint64_t finished[5] = {};                    // by finish_reason
   std::array<std::uint64_t, kBuckets.size() + 1> batch_hist{};  // non-cumulative counts; last: > 128
   std::uint64_t batch_sum = 0;                       // sequences summed over steps
-  double step_seconds = 0;                           // time in forward passes and sampling
+  double step_seconds = 0;                           // time in steps' forward passes
   double recent_tokens_per_second = 0;               // generated tokens over the last 10 s
 };
 
