@@ -151,7 +151,11 @@ class server {
     return svr_.bind_to_port(opt_.host, opt_.port) ? opt_.port : -1;
   }
   void listen() { svr_.listen_after_bind(); }
-  void stop() { svr_.stop(); }
+  // Stops the listener (waits, bounded, for listen() to have started: a stop before it is lost).
+  void stop() {
+    for (int i = 0; i < 500 && !svr_.is_running(); ++i) std::this_thread::sleep_for(10ms);
+    svr_.stop();
+  }
 
   // Shutdown: refuse new requests, wait for those in flight (bounded), cut the rest.
   void drain(std::chrono::seconds timeout, const sigset_t& signals) {

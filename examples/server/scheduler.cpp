@@ -25,6 +25,7 @@ const char* finish_reason_name(finish_reason r) noexcept {
 scheduler::scheduler(const run::model& m, run::thread_pool& pool, const scheduler_options& o)
     : m_(&m),
       tk_(&m.require_tokenizer()),
+      pool_(&pool),
       opt_(o),
       sess_(m, pool, run::session_options{o.n_ctx, o.chunk + o.slots, o.kv, o.slots, false}),
       slots_(static_cast<std::size_t>(o.slots)) {
@@ -259,18 +260,30 @@ void scheduler::step() {
   }
   // Counted before sampling, which may end jobs: whoever sees a job's end sees its tokens counted.
   record_step(std::chrono::duration<double>(clock_type::now() - t0).count(), sequences, prompt_tokens, rows.size());
+  // Sampling a row scans the vocabulary (a sort of it with top-k / top-p): the rows are spread
+  // over the pool's threads; the streams and jobs are then served in batch order.
   const auto V = static_cast<std::size_t>(m_->cfg().n_vocab);
-  for (std::size_t r = 0; r < rows.size(); ++r) sample(rows[r], logits.subspan(r * V, V));
+  std::vector<token_out> drawn(rows.size());
+  pool_->parallel_for(static_cast<std::int64_t>(rows.size()), 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b; r < e; ++r)
+      draw(rows[static_cast<std::size_t>(r)], logits.subspan(static_cast<std::size_t>(r) * V, V), drawn[static_cast<std::size_t>(r)]);
+  });
+  for (std::size_t r = 0; r < rows.size(); ++r) deliver(rows[r], std::move(drawn[r]));
 }
 
-// The next token of slot `seq` from its logits row; ends the job when generation is over.
-void scheduler::sample(int seq, std::span<const float> logits) {
+// Slot `seq`'s next token from its logits row (its own sampler; safe to run for several slots
+// at once).
+void scheduler::draw(int seq, std::span<const float> logits, token_out& t) {
   slot& s = slots_[static_cast<std::size_t>(seq)];
-  token_out t;
-  const std::int32_t id = s.smp->sample(logits);
-  s.smp->accept(id);
-  t.id = id;
-  if (s.j->spec().top_logprobs >= 0) t.logprob = run::logprobs(logits, id, s.j->spec().top_logprobs, t.top);
+  t.id = s.smp->sample(logits);
+  s.smp->accept(t.id);
+  if (s.j->spec().top_logprobs >= 0) t.logprob = run::logprobs(logits, t.id, s.j->spec().top_logprobs, t.top);
+}
+
+// Hands the token to the slot's generation stream and its job; ends the job when generation is over.
+void scheduler::deliver(int seq, token_out t) {
+  slot& s = slots_[static_cast<std::size_t>(seq)];
+  const std::int32_t id = t.id;
   if (s.first_token) {
     s.first_token = false;
     s.j->first_token_ms_ = s.j->ms_since_submit();

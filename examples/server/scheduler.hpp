@@ -206,11 +206,13 @@ class scheduler {
   void start(slot& s, std::shared_ptr<job> j);
   void release(int seq, job_result r);
   void step();
-  void sample(int seq, std::span<const float> logits);
+  void draw(int seq, std::span<const float> logits, token_out& t);
+  void deliver(int seq, token_out t);
   void record_step(double seconds, int sequences, std::uint64_t prompt_tokens, std::uint64_t generated);
 
   const run::model* m_;
   const tok::tokenizer* tk_;
+  run::thread_pool* pool_;  // the forward pass's, used by this thread only
   scheduler_options opt_;
   run::session sess_;
   std::vector<slot> slots_;  // sized once: sequence i of the session
