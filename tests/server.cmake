@@ -56,3 +56,26 @@ foreach(t IN ITEMS openai_sdk protocol load)
     ENVIRONMENT "BITNET_SERVER=$<TARGET_FILE:bitnet-server>;BITNET_GENERATE=$<TARGET_FILE:bitnet-generate>;BITNET_TEST_MODEL=${_srv_model};BITNET_OPENAI_SDK_DIR=${BITNET_OPENAI_SDK_DIR}"
     FIXTURES_REQUIRED server_model SKIP_REGULAR_EXPRESSION "SKIP:" TIMEOUT 240 LABELS server)
 endforeach()
+
+# The command line (tests/generate_cli/expect.cmake runs a command and checks its status and output).
+function(bitnet_server_case name)
+  cmake_parse_arguments(C "" "RC" "ARGS;MATCH" ${ARGN})
+  string(REPLACE ";" "|" cmd "$<TARGET_FILE:bitnet-server>;${C_ARGS}")
+  string(REPLACE ";" "|" match "${C_MATCH}")
+  add_test(NAME server.cli_${name}
+           COMMAND ${CMAKE_COMMAND} -DCMD=${cmd} -DRC=${C_RC} -DMATCH=${match}
+                   -P ${CMAKE_CURRENT_SOURCE_DIR}/generate_cli/expect.cmake)
+  set_tests_properties(server.cli_${name} PROPERTIES LABELS server TIMEOUT 60)
+endfunction()
+bitnet_server_case(help RC 0 ARGS --help
+  MATCH "usage: bitnet-server -m MODEL.gguf" "-m, --model PATH" "--host ADDR .*default: 127.0.0.1" "--port N .*default: 8080"
+        "-t, --threads N" "-c, --ctx-size N" "--parallel S .*default: 4" "--queue N .*default: 16"
+        "-b, --batch-size N .*default: 64" "--api-key KEY" "--max-body BYTES .*default: 1048576"
+        "--shutdown-timeout SEC .*default: 10" "--http-threads N" "--kv-type TYPE .*default: f32" "--alias NAME"
+        "POST /v1/chat/completions" "GET /metrics" "BITNET_API_KEY")
+bitnet_server_case(no_model RC 2 ARGS --port 0 MATCH "bitnet-server: error: no model given")
+bitnet_server_case(unknown_flag RC 2 ARGS -m x.gguf --bogus MATCH "error: unknown flag '--bogus'")
+bitnet_server_case(bad_port RC 2 ARGS -m x.gguf --port 70000 MATCH "--port: expected an integer in \\[0, 65535\\], got '70000'")
+bitnet_server_case(bad_kv_type RC 2 ARGS -m x.gguf --kv-type q4 MATCH "--kv-type: expected f32 or f16, got 'q4'")
+bitnet_server_case(missing_model RC 1 ARGS -m ${_srv_dir}/no-such-model.gguf --port 0
+  MATCH "bitnet-server: error: .*no-such-model.gguf: cannot open")

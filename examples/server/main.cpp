@@ -17,6 +17,7 @@
 #include <httplib.h>
 #include <pthread.h>  // pthread_sigmask
 #include <signal.h>   // sigtimedwait
+#include <sys/socket.h>  // setsockopt
 #include <sys/time.h> // gettimeofday for log timestamps
 
 #include <algorithm>  // std::min
@@ -85,6 +86,12 @@ class server {
     svr_.set_payload_max_length(static_cast<std::size_t>(o.max_body));
     svr_.set_keep_alive_timeout(2);  // idle connections hold an HTTP thread this long (and delay shutdown)
     svr_.set_tcp_nodelay(true);      // stream events go out as they are written
+    // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which lets a second server bind
+    // the same port and silently take half of the connections instead of failing.
+    svr_.set_socket_options([](socket_t sock) {
+      const int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
 
     svr_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (opt_.api_key.empty() || req.path == "/health" || authorized(req)) return httplib::Server::HandlerResponse::Unhandled;

@@ -224,3 +224,12 @@ test('SIGTERM: the request in flight finishes, new ones get 503, exit status 0',
   assert.equal(signal, null);
   assert.equal(code, 0, srv.log());
 });
+
+test('a port in use: exit status 1 with a message', async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  const r = spawnSync(process.env.BITNET_SERVER, ['-m', process.env.BITNET_TEST_MODEL, '--port', String(srv.port), '-t', '1'],
+                      { encoding: 'utf8', timeout: 60000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`error: cannot listen on 127\\.0\\.0\\.1:${srv.port}`));
+});
