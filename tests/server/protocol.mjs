@@ -209,10 +209,12 @@ test('/health, /v1/models and /metrics', async (t) => {
 });
 
 test('SIGTERM: the request in flight finishes, new ones get 503, exit status 0', async (t) => {
-  const srv = await startServer(['-c', '512']);
+  // A generous --shutdown-timeout: on a busy machine (CI running other tests) the request may need
+  // seconds; the drain must wait for it, not cut it.
+  const srv = await startServer(['-c', '512', '--shutdown-timeout', '120']);
   t.after(() => srv.stop());
-  const ref = generateText(PROMPT, 200);
-  const running = streamText(srv.url, '/v1/completions', { prompt: PROMPT, max_tokens: 200, temperature: 0, ignore_eos: true });
+  const ref = generateText(PROMPT, 120);
+  const running = streamText(srv.url, '/v1/completions', { prompt: PROMPT, max_tokens: 120, temperature: 0, ignore_eos: true });
   await waitFor('generation under way', async () => (await metric(srv.url, 'bitnet_generated_tokens_total')) > 5);
   srv.proc.kill('SIGTERM');
   await waitFor('draining', async () => /not accepting requests/.test(srv.log()));
