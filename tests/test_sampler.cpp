@@ -4,7 +4,7 @@
 // of a softmax over a handful of values (1e-6).
 #include <gtest/gtest.h>
 
-#include <algorithm>  // std::stable_sort
+#include <algorithm>  // std::sort
 #include <cmath>    // std::log
 #include <cstdint>  // fixed-width integers
 #include <map>      // expected distributions
@@ -206,7 +206,12 @@ TEST(Logprobs, LogSoftmaxOfRawLogitsAndTopListByValueThenId) {
   }
   std::vector<std::int32_t> order(l.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::int32_t>(i);
-  std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) { return l[static_cast<std::size_t>(a)] > l[static_cast<std::size_t>(b)]; });
+  // By value, then by id (std::sort with a total order: libstdc++'s stable_sort trips clang's
+  // deprecation warning for get_temporary_buffer).
+  std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+    const float la = l[static_cast<std::size_t>(a)], lb = l[static_cast<std::size_t>(b)];
+    return la != lb ? la > lb : a < b;
+  });
   ASSERT_EQ(top.size(), 5u);
   EXPECT_EQ(top[0].id, 17);
   EXPECT_EQ(top[1].id, 900);
