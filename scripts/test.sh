@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/setup.sh || exit 1
 scripts/fetch_llama3_tokenizer.sh || true   # optional test vocab; tests skip without it
+scripts/fetch_openai_sdk.sh || true         # the OpenAI SDK for the server tests; they skip without it
 
 jobs=${BITNET_JOBS:-$(nproc)}
 fuzz_seconds=${BITNET_FUZZ_SECONDS:-60}

@@ -185,8 +185,9 @@ template <class C> void LutGemm_MatchesReference() {
   std::uint32_t seed = 9500;
   constexpr std::int64_t G = C::g, KB = block_groups<C>();
   const std::int64_t rt = C::kind == lut_kind::vector ? 16 : C::rows;
+  // C::tokens + 7: a full pass and, for T = 8, the tail's passes of 4, 2 and 1 tokens.
   for (std::int64_t N : {std::int64_t{1}, std::int64_t{C::tokens}, std::int64_t{C::tokens + 1}, std::int64_t{11},
-                         std::int64_t{33}}) {
+                         std::int64_t{C::tokens + 7}, std::int64_t{33}}) {
     for (shape s : {shape{1, 3}, shape{3 * G * KB + 2, rt + 1}, shape{300, 2 * rt + 3}, shape{2560, 13},
                     shape{17 * 128 + 5, 6}}) {
       ++seed;

@@ -399,6 +399,82 @@ std::vector<std::int32_t> cat(std::initializer_list<std::vector<std::int32_t>> p
   return v;
 }
 
+// generation_stream on its own, one id at a time, on a byte vocabulary (one token per byte), with
+// the expected releases written out by hand: stop strings are held back and cut, a false start
+// is released when it stops matching, UTF-8 waits for its last byte, EOS is not kept,
+// max_tokens ends after the last kept id, finish() returns what was held.
+TEST(RunnerGenerate, StreamReleasesTextOneIdAtATime) {
+  const tok::tokenizer tk = bpe_vocab({"<s>", "</s>"});
+  const auto push_all = [&](br::generation_stream& gs, std::string_view text) {
+    std::vector<std::string> out;
+    for (const auto id : bytes_of(tk, text)) {
+      if (gs.done()) break;
+      out.push_back(gs.push(id));
+    }
+    return out;
+  };
+  using strings = std::vector<std::string>;
+  {
+    tok::stream_decoder sd(tk);
+    br::generation_params p;
+    p.max_tokens = -1;
+    p.stop = {"STOP", "zz"};
+    br::generation_stream gs(tk, p, sd);
+    EXPECT_EQ(push_all(gs, "ab STx STOP tail"), (strings{"a", "b", " ", "", "", "STx", " ", "", "", "", ""}));
+    EXPECT_TRUE(gs.done());
+    EXPECT_EQ(gs.reason(), br::stop_reason::stop_string);
+    EXPECT_EQ(gs.text(), "ab STx ");
+    EXPECT_EQ(gs.ids().size(), 11u);
+    EXPECT_EQ(gs.finish(), "");
+    EXPECT_THROW(gs.push(bytes_of(tk, "a")[0]), std::logic_error);
+  }
+  {
+    tok::stream_decoder sd(tk);
+    br::generation_params p;
+    p.max_tokens = 5;
+    p.stop = {"STOP"};
+    br::generation_stream gs(tk, p, sd);
+    // "\xc3\xa9" is one character in two byte tokens; the fifth id ends generation (length)
+    // with "ST" held back, which finish() releases.
+    EXPECT_EQ(push_all(gs, "\xc3\xa9xSTOP"), (strings{"", "\xc3\xa9", "x", "", ""}));
+    EXPECT_TRUE(gs.done());
+    EXPECT_EQ(gs.reason(), br::stop_reason::length);
+    EXPECT_EQ(gs.finish(), "ST");
+    EXPECT_EQ(gs.finish(), "");  // once
+    EXPECT_EQ(gs.text(), "\xc3\xa9xST");
+  }
+  {
+    tok::stream_decoder sd(tk);
+    br::generation_params p;
+    br::generation_stream gs(tk, p, sd);
+    EXPECT_EQ(gs.push(bytes_of(tk, "a")[0]), "a");
+    EXPECT_EQ(gs.push(tk.eos()), "");
+    EXPECT_TRUE(gs.done());
+    EXPECT_EQ(gs.reason(), br::stop_reason::eos);
+    EXPECT_EQ(gs.ids(), bytes_of(tk, "a"));  // the end-of-generation id is not kept
+  }
+  {
+    tok::stream_decoder sd(tk);
+    br::generation_params p;
+    p.ignore_eos = true;
+    br::generation_stream gs(tk, p, sd);
+    (void)gs.push(tk.eos());
+    EXPECT_FALSE(gs.done());
+    gs.end(br::stop_reason::context_full);
+    gs.end(br::stop_reason::callback);  // the first reason stays
+    EXPECT_EQ(gs.reason(), br::stop_reason::context_full);
+    EXPECT_EQ(gs.ids().size(), 1u);
+  }
+  {
+    tok::stream_decoder sd(tk);
+    br::generation_params p;
+    p.max_tokens = 0;
+    const br::generation_stream gs(tk, p, sd);
+    EXPECT_TRUE(gs.done());
+    EXPECT_EQ(gs.reason(), br::stop_reason::length);
+  }
+}
+
 TEST(RunnerChat, FormatsAreDetectedAndSpelledOut) {
   br::config c;
   c.arch = "llama";

@@ -4,6 +4,7 @@
 // of a softmax over a handful of values (1e-6).
 #include <gtest/gtest.h>
 
+#include <algorithm>  // std::sort
 #include <cmath>    // std::log
 #include <cstdint>  // fixed-width integers
 #include <map>      // expected distributions
@@ -187,6 +188,41 @@ TEST(Sampler, RejectsBadParameters) {
   sampler s(plain(), 4);
   const std::vector<float> three = {1, 2, 3};
   EXPECT_THROW(s.sample(three), std::invalid_argument);
+}
+
+// logprobs: the log-softmax in long double over a vocabulary with ties, and the top list against
+// a full sort of the same values.
+TEST(Logprobs, LogSoftmaxOfRawLogitsAndTopListByValueThenId) {
+  std::vector<float> l(1000);
+  for (std::size_t i = 0; i < l.size(); ++i) l[i] = static_cast<float>(static_cast<int>((i * 7919) % 613) - 300) / 37.0f;
+  l[17] = l[900] = 9.5f;  // a tie at the top: the lower id first
+  long double sum = 0.0L;
+  for (const float x : l) sum += std::exp(static_cast<long double>(x));
+  std::vector<bitnet::run::token_logprob> top;
+  for (const std::int32_t id : {0, 17, 900, 999}) {
+    const float got = bitnet::run::logprobs(l, id, 5, top);
+    const long double want = static_cast<long double>(l[static_cast<std::size_t>(id)]) - std::log(sum);
+    EXPECT_NEAR(got, static_cast<double>(want), 2e-6) << "id " << id;
+  }
+  std::vector<std::int32_t> order(l.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::int32_t>(i);
+  // By value, then by id (std::sort with a total order: libstdc++'s stable_sort trips clang's
+  // deprecation warning for get_temporary_buffer).
+  std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+    const float la = l[static_cast<std::size_t>(a)], lb = l[static_cast<std::size_t>(b)];
+    return la != lb ? la > lb : a < b;
+  });
+  ASSERT_EQ(top.size(), 5u);
+  EXPECT_EQ(top[0].id, 17);
+  EXPECT_EQ(top[1].id, 900);
+  for (std::size_t r = 0; r < top.size(); ++r) {
+    EXPECT_EQ(top[r].id, order[r]) << "rank " << r;
+    EXPECT_NEAR(top[r].logprob, static_cast<double>(l[static_cast<std::size_t>(order[r])] - std::log(sum)), 2e-6);
+  }
+  EXPECT_EQ((bitnet::run::logprobs(l, 3, 0, top), top.size()), 0u);
+  EXPECT_EQ((bitnet::run::logprobs(std::span<const float>(l.data(), 3), 1, 10, top), top.size()), 3u);
+  EXPECT_THROW(bitnet::run::logprobs(l, 1000, 1, top), std::out_of_range);
+  EXPECT_THROW(bitnet::run::logprobs(std::span<const float>(), 0, 1, top), std::invalid_argument);
 }
 
 }  // namespace

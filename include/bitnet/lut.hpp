@@ -562,6 +562,12 @@ void lutd_gemm_run(const lut_matrix& W, const activations& X, float* Y, std::int
     };
     std::int64_t t = 0;
     for (; t + T <= N; t += T) pass.template operator()<T>(t);
+    // The rest in passes of 4 and 2 tokens where T is larger (a server's decode batches are
+    // often smaller than T): a pass reads the decoded tile once for all of its tokens.
+    if constexpr (T > 4)
+      for (; t + 4 <= N; t += 4) pass.template operator()<4>(t);
+    if constexpr (T > 2)
+      for (; t + 2 <= N; t += 2) pass.template operator()<2>(t);
     for (; t < N; ++t) pass.template operator()<1>(t);
   }
 }

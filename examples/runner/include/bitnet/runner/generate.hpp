@@ -19,6 +19,11 @@
 // the conversation continues. Every evaluated and sampled id goes into the sampler's history
 // (repetition penalty). Errors from the evaluator propagate (context_full for a prompt that
 // does not fit).
+//
+// generation_stream is the loop's token and text side on its own, for a host that evaluates
+// the tokens itself (a server stepping many sequences in one batch, session::decode): push()
+// each sampled id; it applies end of generation, max_tokens and stop strings exactly as
+// generate() does (generate() is built on it) and returns the text the id releases.
 #pragma once
 
 #include <cstdint>     // fixed-width integers
@@ -58,6 +63,44 @@ struct generation {
   std::int32_t pending = -1;       // the last sampled token, not evaluated (-1: none)
   std::int64_t prefill_tokens = 0, decode_tokens = 0;
   double prefill_ms = 0.0, decode_ms = 0.0;
+};
+
+// The token and text side of generation, one sampled id at a time (see above). The host samples,
+// push()es the id and, while !done(), evaluates it and samples the next; end(reason) stops it
+// for a reason outside the stream (context_full, callback). After done(), finish() returns the
+// text held back (the tail of a possible stop string, an incomplete UTF-8 character), which
+// belongs to the output unless a stop string ended it.
+class generation_stream {
+ public:
+  // `decoder` must outlive the stream; it is fed the generated ids (prime it with the prompt).
+  generation_stream(const tok::tokenizer& tk, const generation_params& params, tok::stream_decoder& decoder);
+
+  // A sampled id: returns the text it releases (possibly ""); done() tells whether generation
+  // ended with it (an end-of-generation id is not kept and releases nothing). std::logic_error
+  // after done().
+  std::string push(std::int32_t id);
+  // Ends generation for `why` (no effect once done()).
+  void end(stop_reason why) noexcept;
+  // After done(): the held-back text ("" after a stop string), once; it is appended to text().
+  std::string finish();
+
+  bool done() const noexcept { return done_; }
+  stop_reason reason() const noexcept { return reason_; }    // meaningful once done()
+  const std::vector<std::int32_t>& ids() const noexcept { return ids_; }  // kept ids
+  const std::string& text() const noexcept { return text_; }              // released text
+
+ private:
+  std::string release(std::string piece);
+
+  const tok::tokenizer* tk_;
+  tok::stream_decoder* decoder_;
+  generation_params params_;
+  std::size_t longest_stop_ = 0;
+  std::string held_;  // text that may still turn out to be the start of a stop string
+  std::vector<std::int32_t> ids_;
+  std::string text_;
+  stop_reason reason_ = stop_reason::length;
+  bool done_ = false, finished_ = false;
 };
 
 // `decoder`: a stream_decoder the caller already fed (e.g. with the prompt, to echo it); if null,

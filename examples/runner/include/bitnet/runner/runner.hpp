@@ -24,8 +24,9 @@
 //   session.hpp     KV cache, batches of one or more sequences, the forward pass, embeddings
 //   precise.hpp     the forward pass in double (verification)
 //   tokenizer.hpp   SentencePiece and byte-level BPE (Llama-3, Falcon3 pre-tokenizers)
-//   sampler.hpp     llama.cpp's sampling chain, reproducible
-//   generate.hpp    the generation loop: stop conditions, a per-token callback that can stop it
+//   sampler.hpp     llama.cpp's sampling chain, reproducible; logprobs() for OpenAI-style log-probabilities
+//   generate.hpp    the generation loop: stop conditions, a per-token callback that can stop it;
+//                   generation_stream, its token and text side for hosts that batch sequences (bitnet-server)
 //   chat.hpp        chat formats and a conversation kept in one sequence
 //   thread_pool.hpp the fork-join pool
 //   cli.hpp         flag tables and --help for front ends

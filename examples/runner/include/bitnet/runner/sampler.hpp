@@ -19,7 +19,7 @@
 // No allocation per token: candidate and history buffers are sized once.
 #pragma once
 
-#include <algorithm>  // std::nth_element, std::sort, std::max_element
+#include <algorithm>  // std::nth_element, std::sort, std::max_element, heaps
 #include <cmath>      // std::exp, std::log
 #include <cstdint>    // fixed-width integers
 #include <span>       // logits
@@ -223,5 +223,50 @@ class sampler {
   std::vector<std::uint32_t> penalized_;  // == stamp_: in the current window
   std::uint32_t stamp_ = 0;
 };
+
+// The model's log-probabilities at one position, as OpenAI's `logprobs` report them: the
+// log-softmax of the raw logits (temperature 1, before any penalty or truncation), summed in
+// double. Returns the log-probability of `id` and writes the top_n most likely tokens to `top`
+// (descending, ties by ascending id; fewer when the vocabulary is smaller). Allocates only
+// `top`'s top_n entries.
+struct token_logprob {
+  std::int32_t id;
+  float logprob;
+};
+
+inline float logprobs(std::span<const float> logits, std::int32_t id, int top_n, std::vector<token_logprob>& top) {
+  const auto n = static_cast<std::int64_t>(logits.size());
+  if (n == 0) throw std::invalid_argument("logprobs: no logits");
+  if (id < 0 || id >= n)
+    throw std::out_of_range("logprobs: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                            std::to_string(n) + " tokens");
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (const float l : logits) sum += std::exp(static_cast<double>(l) - mx);
+  const double lse = static_cast<double>(mx) + std::log(sum);
+  const auto lp = [&](std::int64_t i) {
+    return static_cast<float>(static_cast<double>(logits[static_cast<std::size_t>(i)]) - lse);
+  };
+  // A min-heap of the best top_n (the worst at the front): one pass over the vocabulary.
+  const auto better = [](const token_logprob& a, const token_logprob& b) {
+    return a.logprob != b.logprob ? a.logprob > b.logprob : a.id < b.id;
+  };
+  top.clear();
+  const auto k = static_cast<std::size_t>(std::clamp<std::int64_t>(top_n, 0, n));
+  top.reserve(k);
+  for (std::int64_t i = 0; i < n && k > 0; ++i) {
+    const token_logprob c{static_cast<std::int32_t>(i), lp(i)};
+    if (top.size() < k) {
+      top.push_back(c);
+      std::push_heap(top.begin(), top.end(), better);
+    } else if (better(c, top.front())) {
+      std::pop_heap(top.begin(), top.end(), better);
+      top.back() = c;
+      std::push_heap(top.begin(), top.end(), better);
+    }
+  }
+  std::sort_heap(top.begin(), top.end(), better);
+  return lp(id);
+}
 
 }  // namespace bitnet::run
